@@ -1,0 +1,95 @@
+"""Deciding which sessions may be ended, and how each ending turned out."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ._session import ACTIVE, CLIENT, REPLICATION, Session, Snapshot
+
+
+class Action(str, enum.Enum):
+    CANCEL = "cancel"
+    TERMINATE = "terminate"
+
+
+class Outcome(str, enum.Enum):
+    """How one requested ending turned out."""
+
+    #: Terminate: the session is gone.  Cancel: its statement stopped.
+    ENDED = "ended"
+    #: Signalled, but still there when the wait ran out.
+    STILL_RUNNING = "still running"
+    #: No such session (or, for cancel, no statement running) when we looked.
+    ALREADY_GONE = "already gone"
+    #: The server refused: the role lacks a privilege.
+    NOT_PERMITTED = "not permitted"
+    #: We refused: our own session, a background process, replication or a superuser.
+    PROTECTED = "protected"
+    #: ``--dry-run``: it would have been signalled.
+    WOULD_END = "would end"
+
+
+@dataclass(frozen=True, slots=True)
+class Safety:
+    """Which normally protected sessions a caller explicitly allows to end."""
+
+    include_superusers: bool = False
+    include_replication: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EndResult:
+    pid: int
+    outcome: Outcome
+    detail: str = ""
+    #: The session as it was before the action, when it was seen.
+    session: Session | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.ENDED, Outcome.WOULD_END)
+
+
+def refusal(pid: int, snapshot: Snapshot, action: Action, safety: Safety) -> EndResult | None:
+    """Say why ``pid`` must not be signalled, or ``None`` when it may be."""
+    session = snapshot.get(pid)
+    if pid == snapshot.server.own_pid:
+        return EndResult(pid, Outcome.PROTECTED, "this is sessionward's own session", session)
+    if session is None:
+        return EndResult(pid, Outcome.ALREADY_GONE, "no such session on the server")
+    if session.backend_kind == REPLICATION and not safety.include_replication:
+        return EndResult(
+            pid, Outcome.PROTECTED, "replication sender; add --include-replication", session
+        )
+    if session.backend_kind not in (CLIENT, REPLICATION):
+        return EndResult(
+            pid, Outcome.PROTECTED, f"server background process ({session.backend_type})", session
+        )
+    if session.is_superuser and not safety.include_superusers:
+        return EndResult(
+            pid, Outcome.PROTECTED, "superuser session; add --include-superusers", session
+        )
+    if action is Action.CANCEL and session.state != ACTIVE:
+        return EndResult(
+            pid, Outcome.ALREADY_GONE, f"no statement running ({session.state})", session
+        )
+    return None
+
+
+def plan(
+    pids: Iterable[int], snapshot: Snapshot, action: Action, safety: Safety
+) -> tuple[tuple[Session, ...], tuple[EndResult, ...]]:
+    """Split requested pids into sessions to signal and those refused with a reason."""
+    allowed: list[Session] = []
+    refused: list[EndResult] = []
+    for pid in dict.fromkeys(pids):
+        reason = refusal(pid, snapshot, action, safety)
+        if reason is not None:
+            refused.append(reason)
+        else:
+            session = snapshot.get(pid)
+            assert session is not None
+            allowed.append(session)
+    return tuple(allowed), tuple(refused)

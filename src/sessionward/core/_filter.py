@@ -1,0 +1,140 @@
+"""Which sessions a command applies to.
+
+Values of one field are alternatives (any may match); different fields must
+all match.  An empty filter matches every client session.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from ._errors import ConfigurationError
+from ._session import STATES, Session, Snapshot
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LOCAL = "local"
+
+
+def parse_client(text: str) -> Network | str:
+    """Parse a client filter: an address, a CIDR range or ``local``.
+
+    >>> parse_client("10.0.0.0/8")
+    IPv4Network('10.0.0.0/8')
+    >>> parse_client("127.0.0.1")
+    IPv4Network('127.0.0.1/32')
+    >>> parse_client("local")
+    'local'
+    """
+    if text.strip().lower() == LOCAL:
+        return LOCAL
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ConfigurationError(
+            f"not a client address or range: {text!r} (try 10.0.0.7, 10.0.0.0/8 or local)"
+        ) from None
+
+
+def parse_state(text: str) -> str:
+    """Accept a session state, also written with dashes or underscores.
+
+    >>> parse_state("idle-in-transaction")
+    'idle in transaction'
+    """
+    state = re.sub(r"[-_ ]+", " ", text.strip().lower())
+    if state == "idle in transaction aborted":
+        state = "idle in transaction (aborted)"
+    if state not in STATES:
+        raise ConfigurationError(f"unknown state {text!r}; known: {', '.join(STATES)}")
+    return state
+
+
+def compile_query_regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    except re.error as error:
+        raise ConfigurationError(f"bad --query regex {pattern!r}: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """A selection of sessions; names and applications accept ``*`` wildcards."""
+
+    databases: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    applications: tuple[str, ...] = ()
+    clients: tuple[Network | str, ...] = ()
+    states: tuple[str, ...] = ()
+    query: re.Pattern[str] | None = None
+    #: Idle (in a transaction or not) for longer than this.
+    idle_over_seconds: float | None = None
+    #: In a transaction that began longer ago than this.
+    xact_over_seconds: float | None = None
+    #: Running the current statement for longer than this (active sessions only).
+    query_over_seconds: float | None = None
+    #: Holds a lock another session waits for.
+    blocking: bool = False
+    #: Waits for a lock another session holds.
+    blocked: bool = False
+    #: Also match server background processes and replication senders.
+    include_background: bool = False
+
+    def is_empty(self) -> bool:
+        """True when the filter would select every client session."""
+        return self == SessionFilter(include_background=self.include_background)
+
+    def evolve(self, **changes: object) -> SessionFilter:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def matches(self, session: Session, snapshot: Snapshot) -> bool:
+        if not self.include_background and not session.is_client:
+            return False
+        checks = (
+            _any_glob(self.databases, session.database),
+            _any_glob(self.users, session.user),
+            _any_glob(self.applications, session.application),
+            _any_client(self.clients, session.client_addr),
+            not self.states or session.state in self.states,
+            self.query is None or bool(session.query and self.query.search(session.query)),
+            _over(session.idle_age_seconds, self.idle_over_seconds),
+            _over(session.xact_age_seconds, self.xact_over_seconds),
+            _over(session.running_age_seconds, self.query_over_seconds),
+            not self.blocking or bool(snapshot.blocking(session.pid)),
+            not self.blocked or bool(session.blocked_by),
+        )
+        return all(checks)
+
+    def select(self, snapshot: Snapshot) -> tuple[Session, ...]:
+        return tuple(s for s in snapshot.sessions if self.matches(s, snapshot))
+
+
+def _any_glob(patterns: Iterable[str], value: str | None) -> bool:
+    patterns = tuple(patterns)
+    if not patterns:
+        return True
+    if value is None:
+        return False
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
+
+
+def _any_client(clients: tuple[Network | str, ...], addr: str | None) -> bool:
+    if not clients:
+        return True
+    if addr is None:
+        return LOCAL in clients
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(not isinstance(net, str) and ip in net for net in clients)
+
+
+def _over(age: float | None, threshold: float | None) -> bool:
+    if threshold is None:
+        return True
+    return age is not None and age > threshold

@@ -1,0 +1,77 @@
+"""The JSON form of a snapshot: ``sessionward ls --json`` writes it, later tools read it.
+
+The schema is versioned by its ``schema`` key and described by
+``snapshot.schema.json`` beside this module.  Within version 1, fields are only
+ever added, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from importlib import resources
+from typing import Any
+
+from ._errors import ConfigurationError
+from ._session import ServerInfo, Session, Snapshot
+
+SCHEMA_ID = "sessionward.snapshot/1"
+_SESSION_FIELDS = tuple(f.name for f in dataclasses.fields(Session))
+
+
+def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
+    sessions = []
+    for session in snapshot.sessions:
+        row = {name: getattr(session, name) for name in _SESSION_FIELDS}
+        row["blocked_by"] = list(session.blocked_by)
+        row["blocking"] = list(snapshot.blocking(session.pid))
+        sessions.append(row)
+    return {
+        "schema": SCHEMA_ID,
+        "taken_at": snapshot.taken_at.isoformat(),
+        "server": dataclasses.asdict(snapshot.server),
+        "degraded": list(snapshot.degraded),
+        "sessions": sessions,
+    }
+
+
+def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
+    """Rebuild a snapshot from its JSON form; raise ``ConfigurationError`` when it is not one."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
+        raise ConfigurationError(f"not a sessionward snapshot (expected schema {SCHEMA_ID!r})")
+    try:
+        sessions = tuple(_session_from_row(row) for row in data["sessions"])
+        return Snapshot(
+            server=ServerInfo(**data["server"]),
+            taken_at=dt.datetime.fromisoformat(data["taken_at"]),
+            sessions=sessions,
+            degraded=tuple(data.get("degraded", ())),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigurationError(f"malformed snapshot: {error}") from None
+
+
+def _session_from_row(row: dict[str, Any]) -> Session:
+    values: dict[str, Any] = {name: row[name] for name in _SESSION_FIELDS if name in row}
+    values["blocked_by"] = tuple(values.get("blocked_by", ()))
+    return Session(**values)
+
+
+def dump_snapshot(snapshot: Snapshot) -> str:
+    return json.dumps(snapshot_to_dict(snapshot), indent=2)
+
+
+def load_snapshot(text: str) -> Snapshot:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"snapshot is not JSON: {error}") from None
+    return snapshot_from_dict(data)
+
+
+def snapshot_json_schema() -> dict[str, Any]:
+    """The JSON Schema the snapshot form follows."""
+    text = resources.files(__package__).joinpath("snapshot.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema

@@ -1,0 +1,115 @@
+"""Connection targets: which server to talk to, parsed from a URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ._errors import ConfigurationError
+
+Kind = Literal["postgresql", "mysql"]
+
+_SCHEMES: dict[str, Kind] = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed server URL.  ``repr`` and ``redacted`` never show the password."""
+
+    kind: Kind
+    url: str = field(repr=False)
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    database: str | None = None
+    params: tuple[tuple[str, str], ...] = ()
+
+    def redacted(self) -> str:
+        """The URL as it is safe to print.
+
+        >>> parse_target("postgresql://app:s3cret@db:6432/shop").redacted()
+        'postgresql://app:***@db:6432/shop'
+        """
+        return redact_url(self.url)
+
+
+def parse_target(url: str) -> Target:
+    """Parse ``postgresql://``, ``postgres://``, ``mysql://`` or ``mariadb://`` URLs.
+
+    A SQLAlchemy driver suffix such as ``postgresql+psycopg://`` is accepted.
+
+    >>> t = parse_target("mariadb://root@127.0.0.1:3306/test")
+    >>> t.kind, t.host, t.port, t.user, t.database
+    ('mysql', '127.0.0.1', 3306, 'root', 'test')
+    >>> parse_target("oracle://x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sessionward.core._errors.ConfigurationError: unsupported URL scheme 'oracle' in oracle://x ...
+    """
+    text = url.strip()
+    if "://" not in text:
+        raise ConfigurationError(
+            f"not a server URL: {redact_url(text)!r} (expected postgresql://… or mysql://…)"
+        )
+    scheme = text.split("://", 1)[0].lower().split("+", 1)[0]
+    kind = _SCHEMES.get(scheme)
+    if kind is None:
+        raise ConfigurationError(
+            f"unsupported URL scheme {scheme!r} in {redact_url(text)} "
+            "(use postgresql://, mysql:// or mariadb://)"
+        )
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as error:
+        raise ConfigurationError(f"malformed URL {redact_url(text)}: {error}") from None
+    database = unquote(parts.path.lstrip("/")) or None
+    return Target(
+        kind=kind,
+        url=text,
+        host=unquote(parts.hostname) if parts.hostname else None,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        database=database,
+        params=tuple(parse_qsl(parts.query)),
+    )
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL, and of a ``password=`` query parameter.
+
+    >>> redact_url("mysql://u:p%40ss@h/db?password=x&ssl=1")
+    'mysql://u:***@h/db?password=***&ssl=1'
+    >>> redact_url("postgresql:///db")
+    'postgresql:///db'
+    """
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc_end = len(rest)
+    for stop in "/?#":
+        index = rest.find(stop)
+        if index != -1:
+            netloc_end = min(netloc_end, index)
+    netloc, tail = rest[:netloc_end], rest[netloc_end:]
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    if "?" in tail:
+        path, query = tail.split("?", 1)
+        pairs = []
+        for pair in query.split("&"):
+            key, eq, _ = pair.partition("=")
+            pairs.append(f"{key}=***" if eq and key.lower() in ("password", "passwd") else pair)
+        tail = path + "?" + "&".join(pairs)
+    return f"{head}://{netloc}{tail}"

@@ -1,0 +1,1 @@
+"""Integrations with client libraries (SQLAlchemy, Django, psycopg, pytest): to come."""
