@@ -14,6 +14,7 @@ never touch each other's sessions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -51,8 +52,10 @@ def with_path(url: str, database: str, user: str | None = None, password: str | 
     target = parse_target(url)
     scheme = url.split("://", 1)[0]
     user = user if user is not None else target.user
-    password = password if user is not None and password is not None else (
-        target.password if user == target.user else None
+    password = (
+        password
+        if user is not None and password is not None
+        else (target.password if user == target.user else None)
     )
     auth = ""
     if user:
@@ -149,10 +152,8 @@ class Server:
             f"SELECT ID FROM information_schema.PROCESSLIST WHERE {column} = %s", (value,)
         )
         for (pid,) in rows:
-            try:
+            with contextlib.suppress(Exception):
                 self.execute(f"KILL {int(pid)}")
-            except Exception:
-                pass
 
 
 class _closing:
@@ -218,7 +219,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
             import psycopg
 
             psycopg.connect(url, connect_timeout=5).close()
-        except Exception as error:  # noqa: BLE001 - any failure means "no server"
+        except Exception as error:
             missing_server(f"{PG_ENV}={url} does not answer: {error}")
         yield Server("pg-env", "postgresql", url)
     elif request.param == "embedded":
@@ -229,7 +230,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def mysql_server() -> Iterator[Server]:
+def mysql_server() -> Server:
     """The MariaDB/MySQL under test, as a superuser ``Server``."""
     url = os.environ.get(MYSQL_ENV)
     if not url:
@@ -237,9 +238,9 @@ def mysql_server() -> Iterator[Server]:
     assert url is not None
     try:
         mysql_connect(url, connect_timeout=5).close()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         missing_server(f"{MYSQL_ENV}={url} does not answer: {error}")
-    yield Server("mysql", "mysql", url)
+    return Server("mysql", "mysql", url)
 
 
 @pytest.fixture(params=["pg", "mysql"])
@@ -311,7 +312,7 @@ class Victim:
         def target() -> None:
             try:
                 self._results.put((self.run(sql), None))
-            except BaseException as error:  # noqa: BLE001 - handed to the test
+            except BaseException as error:
                 self._results.put((None, error))
 
         self._thread = threading.Thread(target=target, daemon=True)
@@ -322,10 +323,8 @@ class Victim:
         return self._results.get(timeout=timeout)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.conn.close()
-        except Exception:
-            pass
         if self._thread is not None:
             self._thread.join(timeout=10)
 

@@ -1,0 +1,1 @@
+"""Interfaces on top of the API: the ``sessionward`` command line and the demo."""

@@ -1,0 +1,294 @@
+"""The ``sessionward`` command: list, explain, cancel and terminate sessions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+import click
+
+from ... import __version__
+from ..._control import DEFAULT_WAIT_SECONDS, SessionControl, connect
+from ...core import (
+    ACTIVE,
+    ConfigurationError,
+    ConnectionFailed,
+    EndResult,
+    Outcome,
+    Safety,
+    Session,
+    SessionwardError,
+    Snapshot,
+    redact_url,
+    root_blockers,
+)
+from . import _render
+from ._options import DURATION, build_filter, filter_options, pop_filter_options
+from ._target import resolve_url
+
+#: Exit codes: 0 all done, 1 some session not ended, 2 bad input or no server.
+EXIT_NOT_ALL_ENDED = 1
+EXIT_ERROR = 2
+EXIT_INTERNAL = 3
+
+_SORT_KEYS: dict[str, Callable[[Session], Any]] = {
+    "pid": lambda s: s.pid,
+    "database": lambda s: s.database or "",
+    "user": lambda s: s.user or "",
+    "app": lambda s: s.application or "",
+    "client": lambda s: s.client,
+    "state": lambda s: s.state or "",
+    "session": lambda s: -(s.session_age_seconds or 0.0),
+    "xact": lambda s: -(s.xact_age_seconds or 0.0),
+    "idle": lambda s: -(s.idle_age_seconds or 0.0),
+    "query": lambda s: -(s.running_age_seconds or 0.0),
+    "wait": lambda s: -(s.wait_age_seconds or 0.0),
+}
+
+dsn_option = click.option(
+    "--dsn",
+    metavar="URL",
+    help="Server URL: postgresql://… mysql://… mariadb://…  "
+    "[default: $DATABASE_URL, else the libpq variables PGHOST, PGUSER, …]",
+)
+
+
+def open_control(dsn: str | None) -> SessionControl:
+    resolved = resolve_url(dsn)
+    try:
+        return connect(resolved.url)
+    except ConnectionFailed as error:
+        if resolved.source == "libpq":
+            raise ConnectionFailed(
+                f"{error} (no --dsn or DATABASE_URL given, so libpq defaults and PG* "
+                "variables were used)"
+            ) from None
+        raise
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sessionward")
+def cli() -> None:
+    """See, explain and end PostgreSQL and MariaDB/MySQL sessions."""
+
+
+@cli.command("ls")
+@dsn_option
+@filter_options
+@click.option(
+    "--all",
+    "include_background",
+    is_flag=True,
+    help="Also list server background processes and replication senders.",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(sorted(_SORT_KEYS)),
+    default="xact",
+    show_default=True,
+    help="Sort key; ages sort longest first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per session.")
+def ls_command(dsn: str | None, include_background: bool, sort: str, as_json: bool,
+               as_csv: bool, **filters: Any) -> None:  # fmt: skip
+    """List sessions, idle ones included, with their ages, waits and blockers."""
+    if as_json and as_csv:
+        raise ConfigurationError("choose one of --json and --csv")
+    session_filter = build_filter(filters, include_background=include_background)
+    with open_control(dsn) as control:
+        snapshot = control.snapshot()
+    shown = sorted(session_filter.select(snapshot), key=lambda s: (_SORT_KEYS[sort](s), s.pid))
+    _warn_degraded(snapshot)
+    if as_json:
+        click.echo(_render.sessions_json(snapshot, shown))
+    elif as_csv:
+        click.echo(_render.sessions_csv(snapshot, shown), nl=False)
+    else:
+        console = _render.make_console()
+        if shown:
+            console.print(_render.sessions_table(snapshot, shown))
+        console.print(_render.summary_line(snapshot, shown), style="dim")
+
+
+@cli.command("blockers")
+@dsn_option
+@click.option("--json", "as_json", is_flag=True, help="Print the lock-wait forest as JSON.")
+def blockers_command(dsn: str | None, as_json: bool) -> None:
+    """Show who blocks whom: root blockers first, the chain waiting behind each."""
+    with open_control(dsn) as control:
+        snapshot = control.snapshot()
+        forest = control.blockers(snapshot)
+    _warn_degraded(snapshot)
+    if as_json:
+        click.echo(_render.forest_json(forest))
+        return
+    console = _render.make_console()
+    if not forest:
+        console.print("No session waits for a lock.")
+        return
+    console.print(_render.forest_tree(forest))
+
+
+def _ending_command(action: str) -> Callable[[Callable[..., None]], click.Command]:
+    verb = "Cancel the running statement of" if action == "cancel" else "Terminate"
+
+    def decorate(function: Callable[..., None]) -> click.Command:
+        function.__doc__ = (
+            f"{verb} sessions chosen by PID or by filter, then confirm each ended.\n\n"
+            "Exit status: 0 when every chosen session ended, 1 when one did not "
+            "(still running, not permitted, protected, already gone), 2 on bad input."
+        )
+        options = [
+            click.argument("pids", nargs=-1, type=int),
+            dsn_option,
+            filter_options,
+            click.option("--all-matching", is_flag=True,
+                         help="With no filter, choose every client session."),
+            click.option("--roots", is_flag=True,
+                         help="End only the root blockers behind the chosen sessions."),
+            click.option("--dry-run", is_flag=True, help="Show what would be ended; end nothing."),
+            click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
+            click.option("--wait", "wait_seconds", type=DURATION,
+                         default=DEFAULT_WAIT_SECONDS, show_default=True,
+                         help="How long to wait for each ending to show."),
+            click.option("--include-superusers", is_flag=True,
+                         help="Allow ending superusers' sessions."),
+            click.option("--include-replication", is_flag=True,
+                         help="Allow ending replication senders."),
+            click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON."),
+        ]  # fmt: skip
+        for option in reversed(options):
+            function = option(function)
+        return cli.command(action)(function)
+
+    return decorate
+
+
+@_ending_command("cancel")
+def cancel_command(**kwargs: Any) -> None:
+    _end("cancel", **kwargs)
+
+
+@_ending_command("terminate")
+def terminate_command(**kwargs: Any) -> None:
+    _end("terminate", **kwargs)
+
+
+def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: bool, roots: bool,
+         dry_run: bool, yes: bool, wait_seconds: float, include_superusers: bool,
+         include_replication: bool, as_json: bool, **kwargs: Any) -> None:  # fmt: skip
+    session_filter = build_filter(pop_filter_options(kwargs))
+    if pids and not session_filter.is_empty():
+        raise ConfigurationError("give pids or filters, not both")
+    if not pids and session_filter.is_empty() and not all_matching:
+        raise ConfigurationError(
+            f"no session chosen: give pids, a filter such as --database, or --all-matching "
+            f"to {action} every client session"
+        )
+    safety = Safety(include_superusers=include_superusers, include_replication=include_replication)
+    console = _render.make_console()
+    with open_control(dsn) as control:
+        snapshot = control.snapshot()
+        chosen = list(pids) or [s.pid for s in _choose(action, session_filter, snapshot)]
+        if roots:
+            chosen = list(root_blockers(snapshot, chosen))
+        if not chosen:
+            if not as_json:
+                console.print("No session matches.")
+            else:
+                click.echo("[]")
+            return
+        if not dry_run and not yes and len(chosen) > 1 and _interactive():
+            preview = control.terminate(chosen, dry_run=True, safety=safety, snapshot=snapshot)
+            console.print(_render.results_table(preview))
+            click.confirm(f"{action.capitalize()} these {len(chosen)} sessions?", abort=True)
+        end = control.cancel if action == "cancel" else control.terminate
+        results = end(
+            chosen, wait_seconds=wait_seconds, safety=safety, dry_run=dry_run, snapshot=snapshot
+        )
+    if as_json:
+        click.echo(_render.results_json(results))
+    else:
+        console.print(_render.results_table(results))
+    _exit_for(results, action)
+
+
+def _choose(action: str, session_filter: Any, snapshot: Snapshot) -> list[Session]:
+    matched = session_filter.select(snapshot)
+    if action == "cancel":
+        # Cancelling an idle session does nothing; a filter means "the running ones".
+        matched = tuple(s for s in matched if s.state == ACTIVE)
+    return list(matched)
+
+
+def _exit_for(results: Sequence[EndResult], action: str) -> None:
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return
+    counts: dict[str, int] = {}
+    for result in failed:
+        counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
+    detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    noun = "statement" if action == "cancel" else "session"
+    click.echo(
+        f"sessionward: {len(failed)} of {len(results)} {noun}s not ended ({detail})", err=True
+    )
+    not_permitted = [r for r in failed if r.outcome is Outcome.NOT_PERMITTED]
+    if not_permitted:
+        click.echo(f"sessionward: {not_permitted[0].detail}", err=True)
+    sys.exit(EXIT_NOT_ALL_ENDED)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _warn_degraded(snapshot: Snapshot) -> None:
+    for note in snapshot.degraded:
+        click.echo(f"sessionward: note: {note}", err=True)
+
+
+def _register_demo() -> None:
+    from .._demo import demo_command
+
+    cli.add_command(demo_command)
+
+
+_register_demo()
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the command line; every expected failure is one stderr line and exit 2."""
+    try:
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="sessionward",
+            standalone_mode=False,
+        )
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        click.echo("sessionward: aborted", err=True)
+        sys.exit(EXIT_NOT_ALL_ENDED)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_ERROR)
+    except SessionwardError as error:
+        click.echo(f"sessionward: error: {redact_url(str(error))}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("sessionward: interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:
+        if os.environ.get("SESSIONWARD_DEBUG"):
+            raise
+        click.echo(
+            f"sessionward: internal error: {type(error).__name__}: {redact_url(str(error))} "
+            "(set SESSIONWARD_DEBUG=1 for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)

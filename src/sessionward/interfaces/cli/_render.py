@@ -1,0 +1,257 @@
+"""How the command line shows sessions, lock trees and endings: tables, JSON, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from ...core import (
+    ACTIVE,
+    IDLE,
+    IDLE_IN_TRANSACTION,
+    IDLE_IN_TRANSACTION_ABORTED,
+    EndResult,
+    Outcome,
+    Session,
+    Snapshot,
+    WaitNode,
+    format_age,
+    snapshot_to_dict,
+)
+
+#: Ages past these turn yellow, then red: a transaction open for a minute is
+#: worth a look, ten minutes is usually a bug.
+WARN_SECONDS = 60.0
+ALERT_SECONDS = 600.0
+
+CSV_COLUMNS = (
+    "pid", "database", "user", "application", "client_addr", "client_port", "backend_kind",
+    "backend_type", "state", "session_age_seconds", "xact_age_seconds", "state_age_seconds",
+    "query_age_seconds", "wait", "wait_age_seconds", "wait_target", "blocked_by", "blocking",
+    "is_superuser", "xmin_age", "query",
+)  # fmt: skip
+
+_STATE_STYLE = {
+    ACTIVE: "green",
+    IDLE: "dim",
+    IDLE_IN_TRANSACTION: "yellow",
+    IDLE_IN_TRANSACTION_ABORTED: "red",
+}
+
+
+def one_line(query: str | None) -> str:
+    """Fold a statement onto one line.
+
+    >>> one_line("SELECT *\\n  FROM t\\n WHERE x = 1")
+    'SELECT * FROM t WHERE x = 1'
+    """
+    return re.sub(r"\s+", " ", query or "").strip()
+
+
+def age_text(seconds: float | None, *, warn: float = WARN_SECONDS) -> Text:
+    text = Text(format_age(seconds))
+    if seconds is not None and seconds >= ALERT_SECONDS:
+        text.stylize("bold red")
+    elif seconds is not None and seconds >= warn:
+        text.stylize("yellow")
+    return text
+
+
+def state_text(session: Session) -> Text:
+    state = session.state or session.backend_type
+    style = _STATE_STYLE.get(session.state or "", "cyan")
+    if session.state == IDLE_IN_TRANSACTION and (session.state_age_seconds or 0) >= WARN_SECONDS:
+        style = "bold red"
+    return Text(state, style=style)
+
+
+def sessions_table(snapshot: Snapshot, sessions: Sequence[Session]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+    for name, justify in (
+        ("PID", "right"), ("DATABASE", "left"), ("USER", "left"), ("APP", "left"),
+        ("CLIENT", "left"), ("STATE", "left"), ("SESSION", "right"), ("XACT", "right"),
+        ("IDLE", "right"), ("RUNNING", "right"), ("WAIT", "left"), ("BLOCKED BY", "left"),
+    ):  # fmt: skip
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    table.add_column("QUERY", no_wrap=True, overflow="ellipsis", ratio=1, min_width=20)
+    for session in sessions:
+        blockers = " ".join(str(pid) for pid in session.blocked_by)
+        blocking = snapshot.blocking(session.pid)
+        pid = Text(str(session.pid), style="bold red" if blocking else "")
+        wait = session.wait or ""
+        if session.wait_age_seconds is not None:
+            wait = f"{wait} {format_age(session.wait_age_seconds)}"
+        table.add_row(
+            pid,
+            session.database or "",
+            session.user or "",
+            session.application or "",
+            session.client if session.is_client else "",
+            state_text(session),
+            Text(format_age(session.session_age_seconds), style="dim"),
+            age_text(session.xact_age_seconds),
+            age_text(session.idle_age_seconds),
+            age_text(session.running_age_seconds, warn=10.0),
+            Text(wait, style="magenta" if session.blocked_by else ""),
+            Text(blockers, style="red"),
+            one_line(session.query),
+        )
+    return table
+
+
+def summary_line(snapshot: Snapshot, shown: Sequence[Session]) -> str:
+    counts: dict[str, int] = {}
+    for session in shown:
+        key = session.state or session.backend_kind
+        counts[key] = counts.get(key, 0) + 1
+    blocked = sum(1 for s in shown if s.blocked_by)
+    parts = [f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    if blocked:
+        parts.append(f"{blocked} blocked")
+    server = snapshot.server
+    noun = "session" if len(shown) == 1 else "sessions"
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return f"{len(shown)} {noun}{detail} on {server.engine} {server.version}"
+
+
+def sessions_json(snapshot: Snapshot, sessions: Sequence[Session]) -> str:
+    return json.dumps(snapshot_to_dict(snapshot.with_sessions(tuple(sessions))), indent=2)
+
+
+def sessions_csv(snapshot: Snapshot, sessions: Sequence[Session]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in snapshot_to_dict(snapshot.with_sessions(tuple(sessions)))["sessions"]:
+        writer.writerow(_csv_cell(row[column]) for column in CSV_COLUMNS)
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def forest_tree(forest: Sequence[WaitNode]) -> Tree:
+    tree = Tree(Text("lock waits", style="bold"), guide_style="dim")
+    for root in forest:
+        branch = tree.add(_root_label(root))
+        _add_waiters(branch, root)
+    return tree
+
+
+def _root_label(root: WaitNode) -> Text:
+    s = root.session
+    label = Text()
+    label.append(f"{s.pid}", style="bold red")
+    label.append(f"  {s.user or '?'}@{s.database or '?'}  ")
+    label.append_text(state_text(s))
+    if s.xact_age_seconds is not None:
+        label.append("  xact ")
+        label.append_text(age_text(s.xact_age_seconds))
+    waiting = len(root.descendants())
+    label.append(f"  blocks {waiting} session{'s' if waiting != 1 else ''}", style="bold")
+    if s.application:
+        label.append(f"  app {s.application}", style="dim")
+    label.append(f"\n{one_line(s.query)[:200]}", style="italic")
+    return label
+
+
+def _add_waiters(branch: Tree, node: WaitNode) -> None:
+    for waiter in node.waiters:
+        s = waiter.session
+        label = Text()
+        label.append(f"{s.pid}", style="bold")
+        label.append(f"  {s.user or '?'}@{s.database or '?'}  waits ")
+        label.append_text(age_text(s.wait_age_seconds or s.query_age_seconds, warn=10.0))
+        target = s.wait_target or s.wait or "a lock"
+        label.append(f" on {target}", style="magenta")
+        label.append(f"  {one_line(s.query)[:120]}", style="italic")
+        _add_waiters(branch.add(label), waiter)
+
+
+def forest_json(forest: Sequence[WaitNode]) -> str:
+    return json.dumps([_node_dict(node) for node in forest], indent=2)
+
+
+def _node_dict(node: WaitNode) -> dict[str, Any]:
+    s = node.session
+    return {
+        "pid": s.pid,
+        "database": s.database,
+        "user": s.user,
+        "application": s.application,
+        "state": s.state,
+        "xact_age_seconds": s.xact_age_seconds,
+        "wait": s.wait,
+        "wait_age_seconds": s.wait_age_seconds,
+        "wait_target": s.wait_target,
+        "query": s.query,
+        "waiting_total": len(node.descendants()),
+        "waiters": [_node_dict(w) for w in node.waiters],
+    }
+
+
+_OUTCOME_STYLE = {
+    Outcome.ENDED: "green",
+    Outcome.WOULD_END: "cyan",
+    Outcome.ALREADY_GONE: "yellow",
+    Outcome.STILL_RUNNING: "bold red",
+    Outcome.NOT_PERMITTED: "bold red",
+    Outcome.PROTECTED: "yellow",
+}
+
+
+def results_table(results: Iterable[EndResult]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("PID", "OUTCOME", "USER", "DATABASE", "APP", "STATE", "IDLE", "WHY / QUERY"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    table.columns[-1].ratio = 1
+    for result in results:
+        s = result.session
+        table.add_row(
+            str(result.pid),
+            Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
+            (s.user or "") if s else "",
+            (s.database or "") if s else "",
+            (s.application or "") if s else "",
+            (s.state or "") if s else "",
+            format_age(s.idle_age_seconds) if s else "",
+            result.detail or (one_line(s.query) if s else ""),
+        )
+    return table
+
+
+def results_json(results: Iterable[EndResult]) -> str:
+    rows = []
+    for result in results:
+        s = result.session
+        rows.append(
+            {
+                "pid": result.pid,
+                "outcome": result.outcome.value,
+                "detail": result.detail,
+                "user": s.user if s else None,
+                "database": s.database if s else None,
+                "application": s.application if s else None,
+                "state": s.state if s else None,
+                "query": s.query if s else None,
+            }
+        )
+    return json.dumps(rows, indent=2)
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
