@@ -36,8 +36,10 @@ def lock_forest(snapshot: Snapshot) -> tuple[WaitNode, ...]:
 
     A root blocks others and waits on no session of the snapshot.  A session
     that waits on two blockers stands under both.  Sessions caught in a cycle
-    (a deadlock the server has not broken yet) get the cycle's lowest pid as
-    their root, so nothing that waits is left out.
+    (a deadlock the server has not broken yet), or waiting behind one, get the
+    cycle's lowest pid as their root, so nothing that waits on a session of
+    the snapshot is left out.  A session that only waits on a pid missing from
+    the snapshot and blocks nobody is in no tree.
     """
     roots = [
         s.pid
@@ -46,11 +48,19 @@ def lock_forest(snapshot: Snapshot) -> tuple[WaitNode, ...]:
     ]
     trees = [_grow(snapshot, pid, frozenset()) for pid in roots]
     covered = set(roots).union(*(tree.descendants() for tree in trees))
-    for session in sorted(snapshot.sessions, key=lambda s: s.pid):
-        if session.blocked_by and session.pid not in covered:
-            tree = _grow(snapshot, session.pid, frozenset())
-            trees.append(tree)
-            covered |= {session.pid} | tree.descendants()
+    # What still waits on a session of the snapshot has a cycle upstream.  Only
+    # cycles nothing else leads into become roots: the others hang below them.
+    upstream = {
+        s.pid: _upstream(snapshot, s.pid)
+        for s in snapshot.sessions
+        if s.pid not in covered and any(b in snapshot for b in s.blocked_by)
+    }
+    cycle_roots = {
+        min(above)
+        for pid, above in upstream.items()
+        if all(pid in upstream.get(other, ()) for other in above)
+    }
+    trees.extend(_grow(snapshot, pid, frozenset()) for pid in sorted(cycle_roots))
     return tuple(sorted(trees, key=_root_rank))
 
 
@@ -73,6 +83,19 @@ def _grow(snapshot: Snapshot, pid: int, path: frozenset[int]) -> WaitNode:
         _grow(snapshot, waiter, path) for waiter in snapshot.blocking(pid) if waiter not in path
     )
     return WaitNode(session=session, waiters=waiters)
+
+
+def _upstream(snapshot: Snapshot, pid: int) -> frozenset[int]:
+    """Every pid of the snapshot ``pid`` waits on, directly or up the chain."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        session = snapshot.get(stack.pop())
+        for blocker in session.blocked_by if session is not None else ():
+            if blocker in snapshot and blocker not in found:
+                found.add(blocker)
+                stack.append(blocker)
+    return frozenset(found)
 
 
 def _root_rank(tree: WaitNode) -> tuple[int, float, int]:

@@ -57,11 +57,17 @@ def format_age(seconds: float | None) -> str:
     """
     if seconds is None:
         return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
+    # A statement that began after the snapshot's clock reading has a tiny
+    # negative age: it is zero.
+    seconds = max(seconds, 0.0)
+    # Round before choosing the unit, so 0.9996 prints 1.0s rather than 1000ms.
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{millis}ms"
+    tenths = round(seconds * 10)
+    if tenths < 100:
+        return f"{tenths / 10:.1f}s"
+    whole = max(int(seconds), 10)
     if whole < 60:
         return f"{whole}s"
     if whole < 3600:

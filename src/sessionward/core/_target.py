@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -16,6 +17,9 @@ _SCHEMES: dict[str, Kind] = {
     "mysql": "mysql",
     "mariadb": "mysql",
 }
+#: Query parameters that carry a secret (libpq's ``sslpassword`` included).
+_SECRET_PARAMS = frozenset({"password", "passwd", "sslpassword"})
+_SECRET_PARAM = re.compile(r"([?&](?:password|passwd|sslpassword)=)[^&#]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,15 @@ class Target:
     password: str | None = field(default=None, repr=False)
     database: str | None = None
     params: tuple[tuple[str, str], ...] = ()
+
+    def __repr__(self) -> str:
+        params = tuple(
+            (key, "***" if key.lower() in _SECRET_PARAMS else value) for key, value in self.params
+        )
+        return (
+            f"Target(kind={self.kind!r}, host={self.host!r}, port={self.port!r}, "
+            f"user={self.user!r}, database={self.database!r}, params={params!r})"
+        )
 
     def redacted(self) -> str:
         """The URL as it is safe to print.
@@ -70,6 +83,13 @@ def parse_target(url: str) -> Target:
         port = parts.port
     except ValueError as error:
         raise ConfigurationError(f"malformed URL {redact_url(text)}: {error}") from None
+    if "@" in _authority(text) and "@" not in parts.netloc:
+        # A raw '?' or '#' in the password cut the user part off: urlsplit would
+        # take the start of the password for a host or a port.
+        raise ConfigurationError(
+            f"malformed URL {redact_url(text)}: percent-encode '?', '#' and '/' "
+            "in the user name and password (%3F, %23, %2F)"
+        )
     database = unquote(parts.path.lstrip("/")) or None
     return Target(
         kind=kind,
@@ -94,22 +114,17 @@ def redact_url(url: str) -> str:
     head, sep, rest = url.partition("://")
     if not sep:
         return url
-    netloc_end = len(rest)
-    for stop in "/?#":
-        index = rest.find(stop)
-        if index != -1:
-            netloc_end = min(netloc_end, index)
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    if "?" in tail:
-        path, query = tail.split("?", 1)
-        pairs = []
-        for pair in query.split("&"):
-            key, eq, _ = pair.partition("=")
-            pairs.append(f"{key}=***" if eq and key.lower() in ("password", "passwd") else pair)
-        tail = path + "?" + "&".join(pairs)
-    return f"{head}://{netloc}{tail}"
+    rest = _SECRET_PARAM.sub(r"\1***", rest)
+    # Like libpq, the user part ends at the last '@' before the first '/', so a
+    # raw '@', '?', '#' or ':' inside the password stays hidden.
+    at = _authority(rest).rfind("@")
+    if at != -1:
+        user, colon, _ = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}:***{rest[at:]}"
+    return f"{head}://{rest}"
+
+
+def _authority(text: str) -> str:
+    """What follows ``scheme://`` up to the first ``/``: user, password, host and port."""
+    return text.partition("://")[2].partition("/")[0] if "://" in text else text.partition("/")[0]
