@@ -131,7 +131,11 @@ def _any_client(clients: tuple[Network | str, ...], addr: str | None) -> bool:
         ip = ipaddress.ip_address(addr)
     except ValueError:
         return False
-    return any(not isinstance(net, str) and ip in net for net in clients)
+    # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ips.append(ip.ipv4_mapped)
+    return any(not isinstance(net, str) and any(i in net for i in ips) for net in clients)
 
 
 def _over(age: float | None, threshold: float | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 from importlib import resources
 from typing import Any
@@ -40,6 +41,9 @@ def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
     """Rebuild a snapshot from its JSON form; raise ``ConfigurationError`` when it is not one."""
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         raise ConfigurationError(f"not a sessionward snapshot (expected schema {SCHEMA_ID!r})")
+    problem = _type_problem(data, _schema(), "snapshot")
+    if problem is not None:
+        raise ConfigurationError(f"malformed snapshot: {problem}")
     try:
         sessions = tuple(_session_from_row(row) for row in data["sessions"])
         return Snapshot(
@@ -75,3 +79,57 @@ def snapshot_json_schema() -> dict[str, Any]:
     text = resources.files(__package__).joinpath("snapshot.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return snapshot_json_schema()
+
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "null": type(None),
+    "boolean": bool,
+    "integer": int,
+    "number": (int, float),
+    "string": str,
+    "array": list,
+    "object": dict,
+}
+
+
+def _type_problem(value: Any, schema: dict[str, Any], where: str) -> str | None:
+    """Check the ``type``, ``enum``, ``items`` and ``properties`` keywords of ``schema``.
+
+    Enough of JSON Schema that a loaded snapshot holds the types its dataclasses
+    promise, without making ``jsonschema`` a dependency.
+    """
+    names = schema.get("type")
+    if names is not None:
+        names = [names] if isinstance(names, str) else names
+        if not any(_is_json_type(value, name) for name in names):
+            return f"{where} should be {' or '.join(names)}, not {value!r}"
+    if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
+        return f"{where} should be one of {', '.join(map(repr, schema['enum']))}, not {value!r}"
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            problem = _type_problem(item, schema["items"], f"{where}[{index}]")
+            if problem is not None:
+                return problem
+    if isinstance(value, dict):
+        for key, subschema in schema.get("properties", {}).items():
+            if key in value:
+                problem = _type_problem(value[key], subschema, f"{where}.{key}")
+                if problem is not None:
+                    return problem
+    return None
+
+
+def _is_json_type(value: Any, name: str) -> bool:
+    # bool is an int in Python, never in JSON.
+    if isinstance(value, bool):
+        return name == "boolean"
+    return isinstance(value, _JSON_TYPES[name])
+
+
+def _same(value: Any, option: Any) -> bool:
+    return type(value) is type(option) and bool(value == option)

@@ -68,9 +68,8 @@ def parse_target(url: str) -> Target:
     """
     text = url.strip()
     if "://" not in text:
-        raise ConfigurationError(
-            f"not a server URL: {redact_url(text)!r} (expected postgresql://… or mysql://…)"
-        )
+        # Not echoed: it may be a key=value connection string holding a password.
+        raise ConfigurationError("not a server URL (expected postgresql://… or mysql://…)")
     scheme = text.split("://", 1)[0].lower().split("+", 1)[0]
     kind = _SCHEMES.get(scheme)
     if kind is None:
@@ -80,16 +79,19 @@ def parse_target(url: str) -> Target:
         )
     try:
         parts = urlsplit(text)
+    except ValueError as error:
+        raise ConfigurationError(f"malformed URL {redact_url(text)}: {error}") from None
+    if "@" in _authority(text.split("://", 1)[1]) and "@" not in parts.netloc:
+        # A raw '?' or '#' in the password cut the user part off: urlsplit would
+        # take the start of the password for a host or a port, so say nothing more.
+        raise ConfigurationError(
+            f"ambiguous URL {redact_url(text)}: percent-encode '?', '#', '/' and '@' "
+            "in the user name and password (%3F, %23, %2F, %40)"
+        )
+    try:
         port = parts.port
     except ValueError as error:
         raise ConfigurationError(f"malformed URL {redact_url(text)}: {error}") from None
-    if "@" in _authority(text) and "@" not in parts.netloc:
-        # A raw '?' or '#' in the password cut the user part off: urlsplit would
-        # take the start of the password for a host or a port.
-        raise ConfigurationError(
-            f"malformed URL {redact_url(text)}: percent-encode '?', '#' and '/' "
-            "in the user name and password (%3F, %23, %2F)"
-        )
     database = unquote(parts.path.lstrip("/")) or None
     return Target(
         kind=kind,
@@ -110,10 +112,13 @@ def redact_url(url: str) -> str:
     'mysql://u:***@h/db?password=***&ssl=1'
     >>> redact_url("postgresql:///db")
     'postgresql:///db'
+    >>> redact_url("app:s3cret@db/shop")
+    'app:***@db/shop'
     """
     head, sep, rest = url.partition("://")
     if not sep:
-        return url
+        # A URL without its scheme still shows its password.
+        head, rest = "", url
     rest = _SECRET_PARAM.sub(r"\1***", rest)
     # Like libpq, the user part ends at the last '@' before the first '/', so a
     # raw '@', '?', '#' or ':' inside the password stays hidden.
@@ -122,9 +127,9 @@ def redact_url(url: str) -> str:
         user, colon, _ = rest[:at].partition(":")
         if colon:
             rest = f"{user}:***{rest[at:]}"
-    return f"{head}://{rest}"
+    return f"{head}{sep}{rest}"
 
 
-def _authority(text: str) -> str:
-    """What follows ``scheme://`` up to the first ``/``: user, password, host and port."""
-    return text.partition("://")[2].partition("/")[0] if "://" in text else text.partition("/")[0]
+def _authority(after_scheme: str) -> str:
+    """The URL after ``scheme://`` up to the first ``/``: user, password, host and port."""
+    return after_scheme.partition("/")[0]

@@ -1,0 +1,61 @@
+import pickle
+
+import pytest
+
+from sessionward.core import (
+    AuthenticationFailed,
+    ConfigurationError,
+    ConnectionFailed,
+    DriverNotInstalled,
+    PermissionDenied,
+    SessionwardError,
+)
+
+ERRORS = [
+    SessionwardError,
+    ConfigurationError,
+    DriverNotInstalled,
+    ConnectionFailed,
+    AuthenticationFailed,
+    PermissionDenied,
+]
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def test_the_list_covers_every_subclass():
+    assert set(_subclasses(SessionwardError)) == set(ERRORS) - {SessionwardError}
+
+
+@pytest.mark.parametrize("cls", ERRORS, ids=lambda c: c.__name__)
+def test_errors_pickle_with_their_message(cls):
+    error = cls("pid 42: must be superuser to terminate")
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        copy = pickle.loads(pickle.dumps(error, protocol=protocol))
+        assert type(copy) is cls
+        assert str(copy) == "pid 42: must be superuser to terminate"
+        assert copy.args == error.args
+
+
+@pytest.mark.parametrize(
+    ("cls", "parent"),
+    [
+        (ConfigurationError, SessionwardError),
+        (DriverNotInstalled, ConfigurationError),
+        (ConnectionFailed, SessionwardError),
+        (AuthenticationFailed, ConnectionFailed),
+        (PermissionDenied, SessionwardError),
+    ],
+)
+def test_tree(cls, parent):
+    assert cls.__bases__ == (parent,)
+
+
+def test_branches_are_separate():
+    assert not issubclass(PermissionDenied, ConnectionFailed)
+    assert not issubclass(ConnectionFailed, ConfigurationError)
+    assert not issubclass(ConfigurationError, PermissionDenied)

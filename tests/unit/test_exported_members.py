@@ -1,0 +1,114 @@
+"""The public names are pinned: adding or dropping one is a decision, not an accident."""
+
+import types
+
+import pytest
+
+import sessionward
+import sessionward.core
+
+SESSIONWARD_ALL = [
+    "DEFAULT_WAIT_SECONDS",
+    "Action",
+    "AuthenticationFailed",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "DriverNotInstalled",
+    "EndResult",
+    "Outcome",
+    "PermissionDenied",
+    "Safety",
+    "ServerInfo",
+    "Session",
+    "SessionControl",
+    "SessionFilter",
+    "SessionwardError",
+    "Snapshot",
+    "WaitNode",
+    "__version__",
+    "connect",
+    "parse_duration",
+]
+
+CORE_ALL = [
+    "ACTIVE",
+    "BACKGROUND",
+    "CLIENT",
+    "IDLE",
+    "IDLE_IN_TRANSACTION",
+    "IDLE_IN_TRANSACTION_ABORTED",
+    "REPLICATION",
+    "SCHEMA_ID",
+    "STATES",
+    "Action",
+    "AuthenticationFailed",
+    "Backend",
+    "ConfigurationError",
+    "ConnectionFailed",
+    "DriverNotInstalled",
+    "EndResult",
+    "Engine",
+    "Outcome",
+    "PermissionDenied",
+    "Safety",
+    "ServerInfo",
+    "Session",
+    "SessionFilter",
+    "SessionwardError",
+    "Snapshot",
+    "Target",
+    "WaitNode",
+    "compile_query_regex",
+    "dump_snapshot",
+    "format_age",
+    "load_snapshot",
+    "lock_forest",
+    "parse_client",
+    "parse_duration",
+    "parse_state",
+    "parse_target",
+    "plan",
+    "redact_url",
+    "refusal",
+    "root_blockers",
+    "snapshot_from_dict",
+    "snapshot_json_schema",
+    "snapshot_to_dict",
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [(sessionward, SESSIONWARD_ALL), (sessionward.core, CORE_ALL)],
+    ids=["sessionward", "sessionward.core"],
+)
+def test_all_is_pinned(module, expected):
+    assert module.__all__ == expected
+
+
+@pytest.mark.parametrize("module", [sessionward, sessionward.core], ids=lambda m: m.__name__)
+def test_every_exported_name_resolves(module):
+    for name in module.__all__:
+        assert hasattr(module, name), name
+        assert not isinstance(getattr(module, name), types.ModuleType), name
+
+
+@pytest.mark.parametrize("module", [sessionward, sessionward.core], ids=lambda m: m.__name__)
+def test_every_public_name_is_exported(module):
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    # `annotations` is the __future__ feature object, not part of the API.
+    public.discard("annotations")
+    assert public <= set(module.__all__)
+
+
+def test_top_level_reexports_the_core_objects():
+    for name in set(SESSIONWARD_ALL) & set(CORE_ALL):
+        assert getattr(sessionward, name) is getattr(sessionward.core, name), name
+
+
+def test_version_is_a_string():
+    assert sessionward.__version__ == "0.1.0"
