@@ -126,6 +126,11 @@ class SessionControl:
         tokens = self._backend.probe([s.pid for s in sessions]) if action is Action.CANCEL else {}
         pending: dict[int, Session] = {}
         for session in sessions:
+            if action is Action.CANCEL and tokens.get(session.pid) is None:
+                # Its statement finished (or it left) since the snapshot: nothing to cancel.
+                why = "no statement running" if session.pid in tokens else "it ended by itself"
+                results[session.pid] = EndResult(session.pid, Outcome.ALREADY_GONE, why, session)
+                continue
             try:
                 sent = signal(session.pid)
             except PermissionDenied as denied:

@@ -186,17 +186,13 @@ def test_cancel_of_a_session_that_exits_is_ended():
     assert result.outcome is Outcome.ENDED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_control: a statement that ended between the snapshot and the first probe "
-    "is signalled anyway and reported STILL_RUNNING after the whole wait",
-)
 def test_cancel_when_the_statement_already_finished():
     backend = FakeBackend(active(10))
     snapshot = backend.snapshot()
     backend.tokens[10] = None  # it finished on its own before we probed
     (result,) = SessionControl(backend).cancel([10], snapshot=snapshot, wait_seconds=0.05)
-    assert result.outcome is not Outcome.STILL_RUNNING
+    assert result.outcome is Outcome.ALREADY_GONE
+    assert ("cancel", 10) not in backend.calls
 
 
 @pytest.mark.parametrize("action", ["cancel", "terminate"])
