@@ -1,0 +1,321 @@
+"""The PostgreSQL adapter: one psycopg 3 connection behind the ``Backend`` protocol."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
+
+from ...core import (
+    BACKGROUND,
+    CLIENT,
+    REPLICATION,
+    ConfigurationError,
+    DriverNotInstalled,
+    PermissionDenied,
+    ServerInfo,
+    Session,
+    SessionwardError,
+    Snapshot,
+    Target,
+)
+from ._errors import connect_error, mapped_errors
+from ._queries import Queries, queries_for
+
+if TYPE_CHECKING:
+    import psycopg
+
+Row = tuple[Any, ...]
+
+logger = logging.getLogger("sessionward.servers.postgresql")
+
+APPLICATION_NAME = "sessionward"
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
+#: Sleep between exit checks where the server cannot wait itself (PostgreSQL 13).
+EXIT_POLL_SECONDS = 0.02
+#: What ``pg_stat_activity.query`` says of a session the role may not inspect.
+HIDDEN_QUERY = "<insufficient privilege>"
+HIDDEN_NOTE = (
+    "other roles' sessions show no query, state, times or client: "
+    "grant this role pg_read_all_stats to see them"
+)
+_DRIVER_HINT = "the PostgreSQL adapter needs psycopg 3: pip install 'sessionward[postgresql]'"
+
+
+class PostgresBackend:
+    """Read and end the sessions of a PostgreSQL 13+ server.
+
+    Create it with ``connect``; it owns one autocommit connection whose every
+    statement runs under the statement timeout given there.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Row],
+        *,
+        target: Target,
+        server: ServerInfo,
+        queries: Queries,
+        statement_timeout_seconds: float,
+        lock_timeout_seconds: float,
+    ) -> None:
+        self._conn = conn
+        self._target = target
+        self._server = server
+        self._queries = queries
+        self._statement_timeout_seconds = statement_timeout_seconds
+        self._lock_timeout_seconds = lock_timeout_seconds
+        self._told_hidden = False
+
+    @classmethod
+    def connect(cls, target: Target, *, statement_timeout_seconds: float) -> PostgresBackend:
+        """Log in to ``target`` and bound every later statement by the timeout.
+
+        Raise ``ConnectionFailed`` or ``AuthenticationFailed`` when the login
+        fails, ``ConfigurationError`` for a server older than 13, and
+        ``DriverNotInstalled`` without psycopg.
+        """
+        if not statement_timeout_seconds >= 0:
+            raise ConfigurationError(
+                f"statement timeout must be zero (off) or positive, not {statement_timeout_seconds}"
+            )
+        try:
+            import psycopg
+        except ImportError:
+            raise DriverNotInstalled(_DRIVER_HINT) from None
+
+        options: dict[str, Any] = {"application_name": APPLICATION_NAME}
+        if not any(key == "connect_timeout" for key, _ in target.params):
+            options["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_SECONDS
+        try:
+            conn = psycopg.connect(libpq_url(target), autocommit=True, **options)
+        except psycopg.ProgrammingError as error:
+            # libpq rejected the URL itself, before any network traffic.
+            raise ConfigurationError(
+                f"invalid PostgreSQL URL {target.redacted()}: {error}"
+            ) from error
+        except psycopg.Error as error:
+            raise connect_error(error, target) from error
+        # pg_*_backend answer "not a backend" with a WARNING we report as False.
+        conn.add_notice_handler(_ignore_notice)
+        try:
+            return cls._start(conn, target, statement_timeout_seconds)
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def _start(
+        cls, conn: psycopg.Connection[Row], target: Target, statement_timeout_seconds: float
+    ) -> PostgresBackend:
+        queries = queries_for(conn.info.server_version)
+        statement_ms = _milliseconds(statement_timeout_seconds)
+        # Catalog reads take only share locks; give up on them well before the
+        # statement timeout so the error says what happened.
+        lock_ms = max(1, statement_ms // 2) if statement_ms else 0
+        with mapped_errors(
+            target,
+            statement_timeout_seconds=statement_timeout_seconds,
+            lock_timeout_seconds=lock_ms / 1000,
+        ):
+            conn.execute(
+                queries.set_timeouts,
+                {"statement_timeout": str(statement_ms), "lock_timeout": str(lock_ms)},
+            )
+            row = conn.execute(queries.get_server).fetchone()
+        assert row is not None
+        version, version_num, own_pid = row
+        server = ServerInfo(
+            engine="postgresql", version=version, version_num=version_num, own_pid=own_pid
+        )
+        return cls(
+            conn,
+            target=target,
+            server=server,
+            queries=queries,
+            statement_timeout_seconds=statement_timeout_seconds,
+            lock_timeout_seconds=lock_ms / 1000,
+        )
+
+    @property
+    def server(self) -> ServerInfo:
+        return self._server
+
+    def snapshot(self) -> Snapshot:
+        """Read every session but ours, background processes included, in one query."""
+        rows = self._fetch(self._queries.list_sessions)
+        taken_at: dt.datetime = rows[0][0]
+        sessions = tuple(_session(row) for row in rows if row[1] is not None)
+        degraded: tuple[str, ...] = ()
+        if any(row[19] == HIDDEN_QUERY for row in rows):
+            degraded = (HIDDEN_NOTE,)
+            if not self._told_hidden:
+                self._told_hidden = True
+                logger.info("%s: %s", self._target.redacted(), HIDDEN_NOTE)
+        return Snapshot(
+            server=self._server, taken_at=taken_at, sessions=sessions, degraded=degraded
+        )
+
+    def cancel(self, pid: int) -> bool:
+        """Send ``pid`` a cancel request; False when it is not a backend."""
+        return self._signal(self._queries.cancel_backend, pid, "cancel")
+
+    def terminate(self, pid: int) -> bool:
+        """Send ``pid`` a terminate request; False when it is not a backend."""
+        return self._signal(self._queries.terminate_backend, pid, "terminate")
+
+    def probe(self, pids: Collection[int]) -> dict[int, str | None]:
+        """Map each pid still present to the start time of its running statement."""
+        wanted = sorted(set(pids))
+        if not wanted:
+            return {}
+        rows = self._fetch(self._queries.probe_sessions, {"pids": wanted})
+        return {row[0]: row[1] for row in rows}
+
+    def wait_for_exit(self, pid: int, *, timeout_seconds: float) -> None:
+        """Wait on the server for ``pid`` to exit (14+), or sleep a poll interval (13)."""
+        if timeout_seconds <= 0:
+            return
+        if self._queries.wait_backend is None:
+            time.sleep(min(timeout_seconds, EXIT_POLL_SECONDS))
+            return
+        timeout_ms = _milliseconds(timeout_seconds)
+        statement_ms = _milliseconds(self._statement_timeout_seconds)
+        if statement_ms:
+            # The server-side wait is a statement too: end it well before the
+            # statement timeout would turn it into an error.
+            timeout_ms = min(timeout_ms, max(1, statement_ms // 2))
+        try:
+            # False with a WARNING when it did not exit in time or is gone: both fine.
+            self._fetch(self._queries.wait_backend, {"pid": pid, "timeout_ms": timeout_ms})
+        except PermissionDenied:
+            time.sleep(min(timeout_seconds, EXIT_POLL_SECONDS))
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        self._conn.close()
+
+    def _signal(self, sql: str, pid: int, verb: str) -> bool:
+        rows = self._fetch(sql, {"pid": pid}, denied=lambda: self._refusal(verb, pid))
+        return bool(rows[0][0])
+
+    def _refusal(self, verb: str, pid: int) -> str:
+        """Say which privilege the role lacks to signal ``pid``."""
+        try:
+            rows = self._fetch(self._queries.get_backend_owner, {"pid": pid})
+        except SessionwardError:
+            rows = []
+        user, superuser = rows[0] if rows else (None, None)
+        who = f"user {user}" if user else "user unknown"
+        if superuser:
+            return (
+                f"not permitted to {verb} pid {pid} ({who}): it is a superuser's session, "
+                "which only a superuser may signal"
+            )
+        role = f'membership in role "{user}"' if user else "membership in its role"
+        return (
+            f"not permitted to {verb} pid {pid} ({who}): requires superuser, {role}, "
+            "or pg_signal_backend (never enough for a superuser's session)"
+        )
+
+    def _fetch(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        *,
+        denied: Callable[[], str] | None = None,
+    ) -> list[Row]:
+        with mapped_errors(
+            self._target,
+            statement_timeout_seconds=self._statement_timeout_seconds,
+            lock_timeout_seconds=self._lock_timeout_seconds,
+            denied=denied,
+        ):
+            return self._conn.execute(sql, params).fetchall()
+
+
+def libpq_url(target: Target) -> str:
+    """The URL as libpq takes it: without a SQLAlchemy ``+driver`` suffix.
+
+    >>> from sessionward.core import parse_target
+    >>> libpq_url(parse_target("postgresql+psycopg://app@db/shop"))
+    'postgresql://app@db/shop'
+    """
+    scheme, separator, rest = target.url.partition("://")
+    return scheme.split("+", 1)[0] + separator + rest
+
+
+def _session(row: Row) -> Session:
+    (
+        _taken_at,
+        pid,
+        backend_type,
+        has_owner,
+        database,
+        user,
+        application,
+        client_addr,
+        client_port,
+        state,
+        session_age,
+        xact_age,
+        state_age,
+        query_age,
+        wait_event_type,
+        wait_event,
+        wait_age,
+        wait_target,
+        blocked_by,
+        query,
+        is_superuser,
+        xmin_age,
+    ) = row
+    return Session(
+        pid=pid,
+        backend_kind=_backend_kind(backend_type, has_owner),
+        backend_type=backend_type or "unknown",
+        database=database,
+        user=user,
+        application=application or None,
+        client_addr=client_addr,
+        # -1 is a Unix-socket client.
+        client_port=client_port if client_port is not None and client_port >= 0 else None,
+        state=state,
+        session_age_seconds=session_age,
+        xact_age_seconds=xact_age,
+        state_age_seconds=state_age,
+        query_age_seconds=query_age,
+        wait=f"{wait_event_type}:{wait_event}" if wait_event_type else None,
+        wait_age_seconds=wait_age,
+        wait_target=wait_target,
+        blocked_by=tuple(sorted(blocked_by or ())),
+        query=None if query == HIDDEN_QUERY else query,
+        is_superuser=is_superuser,
+        xmin_age=xmin_age,
+    )
+
+
+def _backend_kind(backend_type: str | None, has_owner: bool) -> str:
+    if backend_type == "client backend":
+        return CLIENT
+    if backend_type == "walsender":
+        return REPLICATION
+    if backend_type is None and has_owner:
+        # A row the role may not inspect hides its type; one with a database
+        # and a role is taken for a client backend (the server still checks
+        # privileges when it is signalled).
+        return CLIENT
+    # Parallel workers too: they end with their leader, never on their own.
+    return BACKGROUND
+
+
+def _milliseconds(seconds: float) -> int:
+    """Round up, so a tiny positive timeout never becomes 0 (which means "off")."""
+    return math.ceil(seconds * 1000) if seconds > 0 else 0
+
+
+def _ignore_notice(diagnostic: object) -> None:
+    """Swallow server notices and warnings instead of letting them reach logs."""

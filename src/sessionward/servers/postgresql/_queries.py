@@ -1,0 +1,92 @@
+"""The SQL of the PostgreSQL adapter and the one version ladder that picks it.
+
+Each query lives in ``queries/<verb>_<object>[_post_NNNNNN].sql``; a
+``_post_NNNNNN`` file is the variant for ``server_version_num >= NNNNNN``.
+``queries_for`` is the only place that looks at the server version.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+from ...core import ConfigurationError
+
+#: Oldest supported server, as ``server_version_num``.
+MIN_VERSION_NUM = 130000
+_SUFFIX = ".sql"
+
+
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """The text of every query, as one server version needs it."""
+
+    get_server: str
+    set_timeouts: str
+    list_sessions: str
+    probe_sessions: str
+    cancel_backend: str
+    terminate_backend: str
+    get_backend_owner: str
+    #: ``None`` where ``pg_terminate_backend`` cannot wait (before 14): poll instead.
+    wait_backend: str | None
+
+
+def queries_for(version_num: int) -> Queries:
+    """Return the variant of every query for ``server_version_num``.
+
+    >>> queries_for(130012).wait_backend is None
+    True
+    >>> queries_for(120000)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sessionward.core._errors.ConfigurationError: PostgreSQL 12.0 is not supported ...
+    """
+    if version_num < MIN_VERSION_NUM:
+        raise ConfigurationError(
+            f"PostgreSQL {version_text(version_num)} is not supported "
+            f"(sessionward needs PostgreSQL {version_text(MIN_VERSION_NUM)} or later)"
+        )
+    post_14 = version_num >= 140000
+    return Queries(
+        get_server=load("get_server"),
+        set_timeouts=load("set_timeouts"),
+        list_sessions=load("list_sessions_post_140000" if post_14 else "list_sessions"),
+        probe_sessions=load("probe_sessions"),
+        cancel_backend=load("cancel_backend"),
+        terminate_backend=load("terminate_backend"),
+        get_backend_owner=load("get_backend_owner"),
+        wait_backend=load("wait_backend_post_140000") if post_14 else None,
+    )
+
+
+def version_text(version_num: int) -> str:
+    """Write a ``server_version_num`` as people do.
+
+    >>> version_text(150020), version_text(90624)
+    ('15.20', '9.6.24')
+    """
+    major, rest = divmod(version_num, 10000)
+    if major >= 10:
+        return f"{major}.{rest}"
+    minor, patch = divmod(rest, 100)
+    return f"{major}.{minor}.{patch}"
+
+
+@functools.cache
+def load(name: str) -> str:
+    """Read ``queries/<name>.sql`` from the installed package, once."""
+    return (resources.files(__package__) / "queries" / f"{name}{_SUFFIX}").read_text(
+        encoding="utf-8"
+    )
+
+
+def query_names() -> frozenset[str]:
+    """Every query file shipped, without the ``.sql`` suffix."""
+    folder = resources.files(__package__) / "queries"
+    return frozenset(
+        entry.name.removesuffix(_SUFFIX)
+        for entry in folder.iterdir()
+        if entry.name.endswith(_SUFFIX)
+    )
