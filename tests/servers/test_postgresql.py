@@ -18,6 +18,7 @@ import pytest
 import sessionward
 from sessionward import (
     AuthenticationFailed,
+    ConfigurationError,
     ConnectionFailed,
     Outcome,
     PermissionDenied,
@@ -532,6 +533,46 @@ def test_replication_sender_is_listed_as_replication_and_protected(pg):
         sender.close()
 
 
+def test_parallel_workers_are_background_and_never_ended(pg, victim):
+    database, user = pg.create_database(), pg.create_user()
+    with psycopg.connect(pg.url_for(database), autocommit=True) as conn:
+        conn.execute("CREATE TABLE rows AS SELECT g AS id FROM generate_series(1, 4000) AS g")
+        conn.execute("GRANT SELECT ON rows TO PUBLIC")
+    leader = victim(database=database, user=user)
+    for setting in (
+        "parallel_setup_cost = 0",
+        "parallel_tuple_cost = 0",
+        "min_parallel_table_scan_size = 0",
+        "max_parallel_workers_per_gather = 2",
+    ):
+        leader.run(f"SET {setting}")
+    leader.start("SELECT count(*) FROM rows WHERE pg_sleep(0.005) IS NOT NULL")
+    wait_active(pg, leader)
+
+    def workers() -> list[int]:
+        rows = pg.execute(
+            "SELECT pid FROM pg_stat_activity WHERE leader_pid = %s AND pid <> %s",
+            (leader.pid, leader.pid),
+        )
+        return [pid for (pid,) in rows]
+
+    worker_pids = wait_until(workers, what="parallel workers to start")
+    with sessionward.connect(pg.url) as sw:
+        snapshot = sw.snapshot()
+        seen = snapshot.get(worker_pids[0])
+        assert seen is not None
+        assert (seen.backend_kind, seen.backend_type) == (BACKGROUND, "parallel worker")
+        assert worker_pids[0] not in pids(SessionFilter().select(snapshot))
+        (refused,) = sw.terminate(
+            [worker_pids[0]], safety=Safety(include_superusers=True, include_replication=True)
+        )
+        assert refused.outcome is Outcome.PROTECTED
+        (cancelled,) = sw.cancel([leader.pid])
+    assert cancelled.outcome is Outcome.ENDED
+    _, error = leader.result()
+    assert isinstance(error, psycopg.errors.QueryCanceled)
+
+
 def test_signalling_a_gone_pid_is_false_and_quiet(pg, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     backend = open_backend(pg.url)
@@ -676,6 +717,16 @@ def test_connect_to_a_closed_port_fails_without_the_password(pg):
     )
     assert "Sekr1t" not in str(failed.value)
     assert isinstance(failed.value.__cause__, psycopg.OperationalError)
+
+
+def test_a_url_libpq_rejects_is_a_configuration_error_without_the_password():
+    with pytest.raises(ConfigurationError) as rejected:
+        sessionward.connect("postgresql://app:p%zzSekr1t@127.0.0.1:5432/shop")
+    assert "Sekr1t" not in str(rejected.value)
+    assert str(rejected.value) == (
+        "invalid PostgreSQL URL postgresql://app:***@127.0.0.1:5432/shop: "
+        'invalid percent-encoded token: "***"'
+    )
 
 
 def test_connect_to_a_missing_database_is_a_connection_failure(pg):

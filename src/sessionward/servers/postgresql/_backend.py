@@ -22,7 +22,7 @@ from ...core import (
     Snapshot,
     Target,
 )
-from ._errors import connect_error, mapped_errors
+from ._errors import connect_error, mapped_errors, reason
 from ._queries import Queries, queries_for
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class PostgresBackend:
         except psycopg.ProgrammingError as error:
             # libpq rejected the URL itself, before any network traffic.
             raise ConfigurationError(
-                f"invalid PostgreSQL URL {target.redacted()}: {error}"
+                f"invalid PostgreSQL URL {target.redacted()}: {reason(error, target)}"
             ) from error
         except psycopg.Error as error:
             raise connect_error(error, target) from error
@@ -147,7 +147,8 @@ class PostgresBackend:
     def snapshot(self) -> Snapshot:
         """Read every session but ours, background processes included, in one query."""
         rows = self._fetch(self._queries.list_sessions)
-        taken_at: dt.datetime = rows[0][0]
+        # One clock row (pid NULL) carries the time, so no session row parses it.
+        taken_at: dt.datetime = next(row[0] for row in rows if row[1] is None)
         sessions = tuple(_session(row) for row in rows if row[1] is not None)
         degraded: tuple[str, ...] = ()
         if any(row[19] == HIDDEN_QUERY for row in rows):
@@ -291,7 +292,7 @@ def _session(row: Row) -> Session:
         wait=f"{wait_event_type}:{wait_event}" if wait_event_type else None,
         wait_age_seconds=wait_age,
         wait_target=wait_target,
-        blocked_by=tuple(sorted(blocked_by or ())),
+        blocked_by=tuple(sorted(blocked_by)) if blocked_by else (),
         query=None if query == HIDDEN_QUERY else query,
         is_superuser=is_superuser,
         xmin_age=xmin_age,

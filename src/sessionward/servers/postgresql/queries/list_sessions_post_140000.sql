@@ -8,12 +8,28 @@ WITH clock AS MATERIALIZED (
 lock_waits AS MATERIALIZED (
     SELECT DISTINCT ON (l.pid)
         l.pid,
-        l.waitstart,
+        l.waitstart AS waitstart,
         CASE
             WHEN l.locktype IN ('relation', 'extend', 'page', 'tuple') THEN
                 l.locktype || ' ' || coalesce(
-                    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
-                    '#' || l.relation || ' in database ' || coalesce(d.datname, l.database::text)
+                    -- A relation oid names a relation only in our own database
+                    -- (or a shared catalog); look it up by index, row by row,
+                    -- since only waiting rows get here.
+                    (
+                        SELECT pg_catalog.quote_ident(n.nspname) || '.'
+                            || pg_catalog.quote_ident(c.relname)
+                        FROM pg_catalog.pg_class AS c
+                        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                        WHERE c.oid = l.relation
+                            AND l.database IN (0, (
+                                SELECT d.oid FROM pg_catalog.pg_database AS d
+                                WHERE d.datname = pg_catalog.current_database()
+                            ))
+                    ),
+                    '#' || l.relation || ' in database ' || coalesce(
+                        (SELECT d.datname FROM pg_catalog.pg_database AS d WHERE d.oid = l.database),
+                        l.database::text
+                    )
                 )
             WHEN l.locktype = 'transactionid' THEN 'transactionid ' || l.transactionid
             WHEN l.locktype = 'virtualxid' THEN 'virtualxid ' || l.virtualxid
@@ -25,39 +41,60 @@ lock_waits AS MATERIALIZED (
             ELSE l.locktype
         END AS target
     FROM pg_catalog.pg_locks AS l
-    LEFT JOIN pg_catalog.pg_database AS d ON d.oid = l.database
-    -- Relation oids only name a relation in our own database (or a shared catalog).
-    LEFT JOIN pg_catalog.pg_class AS c
-        ON c.oid = l.relation
-        AND (l.database = 0 OR d.datname = pg_catalog.current_database())
-    LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
     WHERE NOT l.granted
     ORDER BY l.pid
 )
+-- The clock row (pid NULL) carries the snapshot time; session rows leave it NULL.
 SELECT
     clock.now AS taken_at,
+    NULL::integer AS pid,
+    NULL::text AS backend_type,
+    NULL::boolean AS has_owner,
+    NULL::name AS datname,
+    NULL::name AS usename,
+    NULL::text AS application_name,
+    NULL::text AS client_addr,
+    NULL::integer AS client_port,
+    NULL::text AS state,
+    NULL::float8 AS session_age,
+    NULL::float8 AS xact_age,
+    NULL::float8 AS state_age,
+    NULL::float8 AS query_age,
+    NULL::text AS wait_event_type,
+    NULL::text AS wait_event,
+    NULL::float8 AS wait_age,
+    NULL::text AS wait_target,
+    NULL::integer[] AS blocked_by,
+    NULL::text AS query,
+    NULL::boolean AS rolsuper,
+    NULL::integer AS xmin_age
+FROM clock
+UNION ALL
+SELECT
+    NULL,
     a.pid,
     a.backend_type,
-    a.datid IS NOT NULL AND a.usesysid IS NOT NULL AS has_owner,
+    a.datid IS NOT NULL AND a.usesysid IS NOT NULL,
     a.datname,
     a.usename,
     a.application_name,
-    pg_catalog.host(a.client_addr) AS client_addr,
+    pg_catalog.host(a.client_addr),
     a.client_port,
     a.state,
-    extract(epoch FROM clock.now - a.backend_start)::float8 AS session_age,
-    extract(epoch FROM clock.now - a.xact_start)::float8 AS xact_age,
-    extract(epoch FROM clock.now - a.state_change)::float8 AS state_age,
-    extract(epoch FROM clock.now - a.query_start)::float8 AS query_age,
+    extract(epoch FROM clock.now - a.backend_start)::float8,
+    extract(epoch FROM clock.now - a.xact_start)::float8,
+    extract(epoch FROM clock.now - a.state_change)::float8,
+    extract(epoch FROM clock.now - a.query_start)::float8,
     a.wait_event_type,
     a.wait_event,
-    extract(epoch FROM clock.now - w.waitstart)::float8 AS wait_age,
-    w.target AS wait_target,
-    CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) END AS blocked_by,
+    extract(epoch FROM clock.now - w.waitstart)::float8,
+    w.target,
+    CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) END,
     a.query,
     r.rolsuper,
-    pg_catalog.age(a.backend_xmin) AS xmin_age
+    pg_catalog.age(a.backend_xmin)
 FROM clock
-LEFT JOIN pg_catalog.pg_stat_activity AS a ON a.pid <> pg_catalog.pg_backend_pid()
+CROSS JOIN pg_catalog.pg_stat_activity AS a
 LEFT JOIN lock_waits AS w ON w.pid = a.pid AND a.wait_event_type = 'Lock'
 LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = a.usesysid
+WHERE a.pid <> pg_catalog.pg_backend_pid()
