@@ -210,10 +210,8 @@ def _pg_embedded() -> Iterator[Any]:
     server.stop()
 
 
-@pytest.fixture(scope="session", params=_pg_params())
-def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """Each PostgreSQL under test, as a superuser ``Server``."""
-    if request.param == "env":
+def _pg_server(request: pytest.FixtureRequest, which: str) -> Server:
+    if which == "env":
         url = os.environ[PG_ENV]
         try:
             import psycopg
@@ -221,17 +219,15 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[Server]:
             psycopg.connect(url, connect_timeout=5).close()
         except Exception as error:
             missing_server(f"{PG_ENV}={url} does not answer: {error}")
-        yield Server("pg-env", "postgresql", url)
-    elif request.param == "embedded":
+        return Server("pg-env", "postgresql", url)
+    if which == "embedded":
         embedded = request.getfixturevalue("_pg_embedded")
-        yield Server("pg-embedded", "postgresql", embedded.url)
-    else:
-        missing_server(f"no PostgreSQL: set {PG_ENV} or allow the embedded server")
+        return Server("pg-embedded", "postgresql", embedded.url)
+    missing_server(f"no PostgreSQL: set {PG_ENV} or allow the embedded server")
+    raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="session")
-def mysql_server() -> Server:
-    """The MariaDB/MySQL under test, as a superuser ``Server``."""
+def _mysql_server() -> Server:
     url = os.environ.get(MYSQL_ENV)
     if not url:
         missing_server(f"no MariaDB/MySQL: set {MYSQL_ENV}")
@@ -243,14 +239,24 @@ def mysql_server() -> Server:
     return Server("mysql", "mysql", url)
 
 
-@pytest.fixture(params=["pg", "mysql"])
+@pytest.fixture(scope="session", params=_pg_params())
+def pg_server(request: pytest.FixtureRequest) -> Server:
+    """Each PostgreSQL under test, as a superuser ``Server``."""
+    return _pg_server(request, request.param)
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> Server:
+    """The MariaDB/MySQL under test, as a superuser ``Server``."""
+    return _mysql_server()
+
+
+@pytest.fixture(scope="session", params=[*_pg_params(), pytest.param("mysql", id="mysql")])
 def any_server(request: pytest.FixtureRequest) -> Server:
     """Every server under test in turn (each PostgreSQL, then MariaDB)."""
-    if request.param == "pg":
-        server: Server = request.getfixturevalue("pg_server")
-    else:
-        server = request.getfixturevalue("mysql_server")
-    return server
+    if request.param == "mysql":
+        return _mysql_server()
+    return _pg_server(request, request.param)
 
 
 @pytest.fixture
