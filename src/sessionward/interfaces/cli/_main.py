@@ -109,7 +109,7 @@ def ls_command(dsn: str | None, include_background: bool, sort: str, as_json: bo
     else:
         console = _render.make_console()
         if shown:
-            console.print(_render.sessions_table(snapshot, shown))
+            console.print(_render.sessions_table(snapshot, shown, width=console.width))
         console.print(_render.summary_line(snapshot, shown), style="dim")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -74,38 +75,88 @@ def state_text(session: Session) -> Text:
     return Text(state, style=style)
 
 
-def sessions_table(snapshot: Snapshot, sessions: Sequence[Session]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
-    for name, justify in (
-        ("PID", "right"), ("DATABASE", "left"), ("USER", "left"), ("APP", "left"),
-        ("CLIENT", "left"), ("STATE", "left"), ("SESSION", "right"), ("XACT", "right"),
-        ("IDLE", "right"), ("RUNNING", "right"), ("WAIT", "left"), ("BLOCKED BY", "left"),
-    ):  # fmt: skip
-        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
-    table.add_column("QUERY", no_wrap=True, overflow="ellipsis", ratio=1, min_width=20)
-    for session in sessions:
-        blockers = " ".join(str(pid) for pid in session.blocked_by)
-        blocking = snapshot.blocking(session.pid)
-        pid = Text(str(session.pid), style="bold red" if blocking else "")
-        wait = session.wait or ""
-        if session.wait_age_seconds is not None:
-            wait = f"{wait} {format_age(session.wait_age_seconds)}"
-        table.add_row(
-            pid,
-            session.database or "",
-            session.user or "",
-            session.application or "",
-            session.client if session.is_client else "",
-            state_text(session),
-            Text(format_age(session.session_age_seconds), style="dim"),
-            age_text(session.xact_age_seconds),
-            age_text(session.idle_age_seconds),
-            age_text(session.running_age_seconds, warn=10.0),
-            Text(wait, style="magenta" if session.blocked_by else ""),
-            Text(blockers, style="red"),
-            one_line(session.query),
+#: Widest a column may grow before its cells are cut with an ellipsis.
+_COLUMN_CAPS = {
+    "DATABASE": 20, "USER": 16, "APP": 20, "CLIENT": 22, "STATE": 29, "WAIT": 30, "BLOCKERS": 18,
+}  # fmt: skip
+#: Narrowest a capped column may get before whole columns are dropped.
+_COLUMN_FLOORS = {"STATE": 19, "WAIT": 12, "BLOCKERS": 8}
+_DEFAULT_FLOOR = 8
+#: On a narrow terminal these columns go first, in this order.
+_DROP_ORDER = ("SESSION", "CLIENT", "APP", "IDLE", "DATABASE")
+_HEADERS = ("PID", "DATABASE", "USER", "APP", "CLIENT", "STATE", "SESSION", "XACT", "IDLE",
+            "RUNNING", "WAIT", "BLOCKERS")  # fmt: skip
+_RIGHT = frozenset({"PID", "SESSION", "XACT", "IDLE", "RUNNING"})
+_MIN_QUERY_WIDTH = 20
+
+
+def sessions_table(snapshot: Snapshot, sessions: Sequence[Session], *, width: int = 120) -> Table:
+    """A table whose query column takes the room the others leave, one line per session."""
+    cells = [dict(zip(_HEADERS, _session_cells(snapshot, s), strict=True)) for s in sessions]
+    widths = {}
+    for header in _HEADERS:
+        widest = max([len(header), *(row[header].cell_len for row in cells)])
+        widths[header] = min(widest, _COLUMN_CAPS.get(header, widest))
+    _fit(widths, width)
+    # One space between columns; what is left goes to the query.
+    query_width = max(_MIN_QUERY_WIDTH, width - sum(widths.values()) - len(widths))
+    table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold", expand=False)
+    for header, column_width in widths.items():
+        table.add_column(
+            header,
+            justify="right" if header in _RIGHT else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            width=column_width,
         )
+    table.add_column("QUERY", no_wrap=True, overflow="ellipsis", max_width=query_width)
+    for row, session in zip(cells, sessions, strict=True):
+        query = one_line(session.query)
+        if len(query) > query_width:
+            query = query[: query_width - 1] + "…"
+        table.add_row(*(row[header] for header in widths), query)
     return table
+
+
+def _fit(widths: dict[str, int], width: int) -> None:
+    """Narrow the text columns, then drop the least useful, until the query has room."""
+
+    def too_wide() -> bool:
+        return sum(widths.values()) + len(widths) + _MIN_QUERY_WIDTH > width
+
+    while too_wide():
+        shrinkable = [
+            h for h in widths
+            if h in _COLUMN_CAPS and widths[h] > _COLUMN_FLOORS.get(h, _DEFAULT_FLOOR)
+        ]  # fmt: skip
+        if shrinkable:
+            widths[max(shrinkable, key=widths.__getitem__)] -= 1
+            continue
+        droppable = [h for h in _DROP_ORDER if h in widths]
+        if not droppable:
+            return
+        del widths[droppable[0]]
+
+
+def _session_cells(snapshot: Snapshot, session: Session) -> list[Text]:
+    blocking = snapshot.blocking(session.pid)
+    wait = session.wait or ""
+    if session.wait_age_seconds is not None:
+        wait = f"{wait} {format_age(session.wait_age_seconds)}"
+    return [
+        Text(str(session.pid), style="bold red" if blocking else ""),
+        Text(session.database or ""),
+        Text(session.user or ""),
+        Text(session.application or ""),
+        Text(session.client if session.is_client else ""),
+        state_text(session),
+        Text(format_age(session.session_age_seconds), style="dim"),
+        age_text(session.xact_age_seconds),
+        age_text(session.idle_age_seconds),
+        age_text(session.running_age_seconds, warn=10.0),
+        Text(wait, style="magenta" if session.blocked_by else ""),
+        Text(" ".join(str(pid) for pid in session.blocked_by), style="red"),
+    ]
 
 
 def summary_line(snapshot: Snapshot, shown: Sequence[Session]) -> str:
@@ -120,7 +171,8 @@ def summary_line(snapshot: Snapshot, shown: Sequence[Session]) -> str:
     server = snapshot.server
     noun = "session" if len(shown) == 1 else "sessions"
     detail = f" ({', '.join(parts)})" if parts else ""
-    return f"{len(shown)} {noun}{detail} on {server.engine} {server.version}"
+    version = server.version.split()[0] if server.version else ""
+    return f"{len(shown)} {noun}{detail} on {server.engine} {version}"
 
 
 def sessions_json(snapshot: Snapshot, sessions: Sequence[Session]) -> str:
@@ -253,5 +305,13 @@ def results_json(results: Iterable[EndResult]) -> str:
     return json.dumps(rows, indent=2)
 
 
+#: Width used when the output goes to a file or pipe: long enough that queries
+#: are not cut for ``grep``, short enough to stay readable in ``less -S``.
+PIPE_WIDTH = 400
+
+
 def make_console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=PIPE_WIDTH)
+    return console
