@@ -1,0 +1,377 @@
+"""The MariaDB/MySQL adapter: PyMySQL rows in, core values out.
+
+What the servers do not tell, and so stays ``None``:
+
+- ``session_age_seconds``: the processlist has no connect time.
+- ``application``: only in ``performance_schema.session_connect_attrs``,
+  which MariaDB leaves OFF by default.
+- ``xmin_age``: a PostgreSQL notion.
+
+InnoDB keeps transaction and lock-wait start times in whole seconds, so
+``xact_age_seconds`` and ``wait_age_seconds`` are lower bounds up to one
+second short; MariaDB's ``TIME_MS`` makes idle and statement ages exact,
+MySQL's ``TIME`` rounds them down to whole seconds.  MariaDB's ``QUERY_ID``
+names each statement for ``probe``; MySQL's processlist has no such id, so its
+token is the statement's start second and a hash of its text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Collection, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from ...core import (
+    ConfigurationError,
+    DriverNotInstalled,
+    PermissionDenied,
+    ServerInfo,
+    SessionwardError,
+    Snapshot,
+    Target,
+)
+from ._errors import (
+    DENIED,
+    ER_KILL_DENIED_ERROR,
+    ER_NO_SUCH_THREAD,
+    connect_error,
+    errno_of,
+    mapped_errors,
+    translate,
+)
+from ._queries import GET_SERVER, Dialect, dialect_for, load, parse_version
+from ._rows import (
+    LOCK_WAIT,
+    MetadataLock,
+    build_session,
+    is_metadata_lock_wait,
+    metadata_lock_blockers,
+    superusers,
+)
+
+if TYPE_CHECKING:
+    import pymysql
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+#: Extra time the socket waits beyond the statement limit, so the server's
+#: own limit (a clear error, connection kept) fires before the socket's.
+SOCKET_MARGIN_SECONDS = 5.0
+#: How long ``wait_for_exit`` sleeps at most before callers probe again.
+EXIT_POLL_SECONDS = 0.02
+#: InnoDB refreshes the cache behind INNODB_TRX, INNODB_LOCKS and
+#: INNODB_LOCK_WAITS only when nobody read it for 0.1 s: a reader polling faster
+#: sees it frozen.  Snapshots keep this far apart (with a margin) to stay fresh.
+INNODB_CACHE_SECONDS = 0.12
+#: The largest connection id the servers hand out (an unsigned 64-bit number).
+MAX_PID = 2**64 - 1
+
+_PROCESS_HINT = (
+    "only this login's own sessions are shown, without transactions or lock waits: "
+    "grant PROCESS to see every session"
+)
+_APPLICATIONS_HINT = (
+    "application names not shown: enable performance_schema (a server restart) "
+    "and grant SELECT on performance_schema.session_connect_attrs"
+)
+
+_BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
+_TEXT_PARAMS = ("unix_socket", "charset", "ssl_ca", "ssl_cert", "ssl_key")
+
+
+class MySQLBackend:
+    """A ``core.Backend`` for MariaDB 10.6+ and MySQL 8.0+."""
+
+    def __init__(
+        self,
+        conn: pymysql.connections.Connection[Any],
+        *,
+        target: Target,
+        server: ServerInfo,
+        dialect: Dialect,
+        statement_timeout_seconds: float,
+    ) -> None:
+        self._conn = conn
+        self._target = target
+        self._server = server
+        self._dialect = dialect
+        self._limit = statement_timeout_seconds
+        self._logged: set[str] = set()
+        self._innodb_read_at = -INNODB_CACHE_SECONDS
+
+    @classmethod
+    def connect(cls, target: Target, *, statement_timeout_seconds: float) -> MySQLBackend:
+        """Open an autocommit connection whose every statement is capped by the server."""
+        if not statement_timeout_seconds > 0:
+            raise ConfigurationError(
+                f"statement_timeout_seconds must be positive, not {statement_timeout_seconds!r}"
+            )
+        try:
+            import pymysql
+        except ImportError:
+            raise DriverNotInstalled(
+                "MariaDB/MySQL support needs PyMySQL: pip install 'sessionward[mysql]'"
+            ) from None
+        socket_timeout = statement_timeout_seconds + SOCKET_MARGIN_SECONDS
+        try:
+            conn = pymysql.connect(
+                host=target.host or "localhost",
+                port=target.port or 3306,
+                user=target.user,
+                password=target.password or "",
+                database=target.database,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                read_timeout=socket_timeout,
+                write_timeout=socket_timeout,
+                program_name="sessionward",
+                **_url_options(target),
+            )
+        except pymysql.err.Error as error:
+            raise connect_error(
+                error, target, connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS
+            ) from error
+        try:
+            with mapped_errors(target, statement_limit_seconds=statement_timeout_seconds):
+                cursor = conn.cursor()
+                cursor.execute(load(GET_SERVER))
+                version, comment, own_pid = cursor.fetchone() or ("", "", 0)
+                engine, version_num = parse_version(str(version), str(comment))
+                dialect = dialect_for(engine, version_num)
+                cursor.execute(
+                    load(dialect.set_statement_limit),
+                    {
+                        "seconds": statement_timeout_seconds,
+                        "milliseconds": max(1, round(statement_timeout_seconds * 1000)),
+                    },
+                )
+        except BaseException:
+            conn.close()
+            raise
+        server = ServerInfo(
+            engine=engine, version=str(version), version_num=version_num, own_pid=int(own_pid)
+        )
+        return cls(
+            conn,
+            target=target,
+            server=server,
+            dialect=dialect,
+            statement_timeout_seconds=statement_timeout_seconds,
+        )
+
+    @property
+    def server(self) -> ServerInfo:
+        return self._server
+
+    def snapshot(self) -> Snapshot:
+        """Read every session but ours, its InnoDB transaction, and who blocks whom."""
+        dialect = self._dialect
+        degraded: list[str] = []
+        time.sleep(max(0.0, self._innodb_read_at + INNODB_CACHE_SECONDS - time.monotonic()))
+        with self._errors():
+            sources = self._all(dialect.get_sources)[0]
+            rows = self._all_or_denied(dialect.list_sessions)
+            full = rows is not None
+            if rows is None:
+                degraded.append(_PROCESS_HINT)
+                rows = self._all(dialect.list_own_sessions)
+            admins = superusers(
+                (r["grantee"], r["is_superuser"]) for r in self._all(dialect.list_superusers)
+            )
+            applications = self._applications(bool(sources["applications"]), degraded)
+            waits: dict[int, set[int]] = {}
+            targets: dict[int, str] = {}
+            if full:
+                self._row_lock_waits(rows, bool(sources["lock_waits"]), waits, targets, degraded)
+                self._metadata_lock_waits(
+                    rows, bool(sources["metadata_locks"]), waits, targets, degraded
+                )
+            self._innodb_read_at = time.monotonic()
+        sessions = tuple(
+            build_session(
+                row,
+                is_superuser=admins.get(row["user"]) if row["user"] else None,
+                application=applications.get(int(row["pid"])),
+                blocked_by=tuple(sorted(waits.get(int(row["pid"]), ()))),
+                wait_target=targets.get(int(row["pid"])),
+            )
+            for row in rows
+        )
+        for line in degraded:
+            if line not in self._logged:
+                self._logged.add(line)
+                logger.info("%s: %s", self._target.redacted(), line)
+        taken_at: dt.datetime = sources["taken_at"]
+        return Snapshot(
+            server=self._server,
+            taken_at=taken_at.replace(tzinfo=dt.timezone.utc),
+            sessions=sessions,
+            degraded=tuple(degraded),
+        )
+
+    def cancel(self, pid: int) -> bool:
+        """Stop the statement ``pid`` runs with ``KILL QUERY``."""
+        return self._kill(self._dialect.kill_query, pid)
+
+    def terminate(self, pid: int) -> bool:
+        """End the session ``pid`` with ``KILL CONNECTION``."""
+        return self._kill(self._dialect.kill_connection, pid)
+
+    def probe(self, pids: Collection[int]) -> dict[int, str | None]:
+        """Return a token of the running statement of each pid still listed.
+
+        A killed connection stays listed (command ``Killed``) until it has
+        rolled back and exited, and counts as present until then.
+        """
+        wanted = tuple(sorted({_checked_pid(pid) for pid in pids}))
+        if not wanted:
+            return {}
+        with self._errors():
+            rows = self._all(self._dialect.probe_sessions, {"pids": wanted})
+        return {int(r["pid"]): None if r["token"] is None else str(r["token"]) for r in rows}
+
+    def wait_for_exit(self, pid: int, *, timeout_seconds: float) -> None:
+        """Sleep a poll interval: neither server can wait for a session's exit."""
+        time.sleep(max(0.0, min(timeout_seconds, EXIT_POLL_SECONDS)))
+
+    def close(self) -> None:
+        if self._conn.open:
+            self._conn.close()
+
+    # ----------------------------------------------------------------------- helpers
+
+    def _errors(self) -> AbstractContextManager[None]:
+        return mapped_errors(self._target, statement_limit_seconds=self._limit)
+
+    def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        import pymysql.cursors
+
+        with self._conn.cursor(pymysql.cursors.DictCursor) as cursor:
+            cursor.execute(load(name), params)
+            return list(cursor.fetchall())
+
+    def _all_or_denied(
+        self, name: str, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]] | None:
+        """Rows of a query, or ``None`` when this login lacks the privilege to read them."""
+        import pymysql
+
+        try:
+            return self._all(name, params)
+        except pymysql.err.Error as error:
+            if errno_of(error) in DENIED:
+                return None
+            raise
+
+    def _applications(self, available: bool, degraded: list[str]) -> dict[int, str]:
+        rows = self._all_or_denied(self._dialect.list_applications) if available else None
+        if rows is None:
+            degraded.append(_APPLICATIONS_HINT)
+            return {}
+        return {int(r["pid"]): str(r["application"]) for r in rows}
+
+    def _row_lock_waits(
+        self,
+        rows: list[dict[str, Any]],
+        available: bool,
+        waits: dict[int, set[int]],
+        targets: dict[int, str],
+        degraded: list[str],
+    ) -> None:
+        what = "row-lock blockers not shown"
+        if not available:
+            degraded.append(f"{what}: {self._dialect.lock_waits_hint}")
+            return
+        # The lock tables are read only when some transaction waits.
+        if not any(r["trx_state"] == LOCK_WAIT for r in rows):
+            return
+        found = self._all_or_denied(self._dialect.list_lock_waits)
+        if found is None:
+            degraded.append(f"{what}: {self._dialect.lock_waits_hint}")
+            return
+        for wait in found:
+            waiting = int(wait["waiting_pid"])
+            waits.setdefault(waiting, set()).add(int(wait["blocking_pid"]))
+            if wait["target"]:
+                targets.setdefault(waiting, f"table {wait['target']}")
+
+    def _metadata_lock_waits(
+        self,
+        rows: list[dict[str, Any]],
+        available: bool,
+        waits: dict[int, set[int]],
+        targets: dict[int, str],
+        degraded: list[str],
+    ) -> None:
+        what = "metadata-lock blockers not shown"
+        if not available:
+            degraded.append(f"{what}: {self._dialect.metadata_locks_hint}")
+            return
+        waiters = {
+            int(r["pid"]): (r["db"], r["query"]) for r in rows if is_metadata_lock_wait(r["stage"])
+        }
+        if not waiters:
+            return
+        found = self._all_or_denied(self._dialect.list_metadata_locks)
+        if found is None:
+            degraded.append(f"{what}: {self._dialect.metadata_locks_hint}")
+            return
+        locks = [
+            MetadataLock(
+                pid=int(r["pid"]),
+                schema=str(r["object_schema"]),
+                name=str(r["object_name"]),
+                granted=bool(r["granted"]),
+            )
+            for r in found
+        ]
+        for pid, (blockers, target) in metadata_lock_blockers(waiters, locks).items():
+            waits.setdefault(pid, set()).update(blockers)
+            targets.setdefault(pid, target)
+
+    def _kill(self, name: str, pid: int) -> bool:
+        import pymysql
+
+        pid = _checked_pid(pid)
+        if pid == self._server.own_pid:
+            raise SessionwardError("refusing to end sessionward's own session")
+        try:
+            self._all(name, {"pid": pid})
+        except pymysql.err.Error as error:
+            errno = errno_of(error)
+            if errno == ER_NO_SUCH_THREAD:
+                return False
+            if errno == ER_KILL_DENIED_ERROR:
+                raise PermissionDenied(
+                    f"not allowed to end session {pid}: "
+                    f"needs the {self._dialect.kill_privilege} privilege"
+                ) from error
+            raise translate(error, self._target, statement_limit_seconds=self._limit) from error
+        return True
+
+
+def _checked_pid(pid: object) -> int:
+    """Accept only a real connection id: KILL gets it as a literal, not a bound value."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= MAX_PID:
+        raise ConfigurationError(f"not a connection id: {pid!r}")
+    return pid
+
+
+def _url_options(target: Target) -> dict[str, Any]:
+    """PyMySQL options from the URL query: ``?unix_socket=/run/mysqld/mysqld.sock&ssl_ca=…``."""
+    options: dict[str, Any] = {}
+    for key, value in target.params:
+        if key in _TEXT_PARAMS:
+            options[key] = value
+        elif key in _BOOL_PARAMS:
+            options[key] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            known = ", ".join(_TEXT_PARAMS + _BOOL_PARAMS)
+            raise ConfigurationError(
+                f"unknown option {key!r} in {target.redacted()} (known: {known})"
+            )
+    return options

@@ -1,0 +1,174 @@
+"""The adapter's SQL, loaded once from ``queries/``, and the one version ladder.
+
+Each ``.sql`` file holds one query; a ``_mariadb`` or ``_mysql`` suffix marks
+an engine variant.  ``dialect_for`` is the only place that looks at the
+server engine and version: everything else reads the ``Dialect`` it returns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+from ...core import ConfigurationError, Engine, SessionwardError
+
+#: Oldest supported releases, as ``major * 10000 + minor * 100 + patch``.
+MIN_MARIADB = 100600
+MIN_MYSQL = 80000
+
+_PACKAGE = __name__.rpartition(".")[0]
+
+#: Read before the dialect is known, so it has no variant.
+GET_SERVER = "get_server"
+
+
+@cache
+def load(name: str) -> str:
+    """Return the text of ``queries/<name>.sql``."""
+    return (files(_PACKAGE) / "queries" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def query_names() -> frozenset[str]:
+    """The name of every ``.sql`` file shipped with the adapter."""
+    folder = files(_PACKAGE) / "queries"
+    return frozenset(
+        entry.name.removesuffix(".sql") for entry in folder.iterdir() if entry.name.endswith(".sql")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The variant of every query, and the wording that differs, for one server line."""
+
+    engine: Engine
+    set_statement_limit: str
+    get_sources: str
+    list_sessions: str
+    list_own_sessions: str
+    list_lock_waits: str
+    list_metadata_locks: str
+    list_superusers: str
+    list_applications: str
+    probe_sessions: str
+    kill_query: str
+    kill_connection: str
+    #: The privilege a login needs to end another user's session.
+    kill_privilege: str
+    #: How to make row-lock blockers visible when they are not.
+    lock_waits_hint: str
+    #: How to make metadata-lock blockers visible when they are not.
+    metadata_locks_hint: str
+
+    def names(self) -> frozenset[str]:
+        """Every query file this dialect uses."""
+        return frozenset(getattr(self, f) for f in _QUERY_FIELDS) | {GET_SERVER}
+
+
+_QUERY_FIELDS = (
+    "set_statement_limit",
+    "get_sources",
+    "list_sessions",
+    "list_own_sessions",
+    "list_lock_waits",
+    "list_metadata_locks",
+    "list_superusers",
+    "list_applications",
+    "probe_sessions",
+    "kill_query",
+    "kill_connection",
+)
+
+_SHARED = {
+    "list_superusers": "list_superusers",
+    "list_applications": "list_applications",
+    "kill_query": "kill_query",
+    "kill_connection": "kill_connection",
+}
+
+_MARIADB = Dialect(
+    engine="mariadb",
+    set_statement_limit="set_statement_limit_mariadb",
+    get_sources="get_sources_mariadb",
+    list_sessions="list_sessions_mariadb",
+    list_own_sessions="list_own_sessions_mariadb",
+    list_lock_waits="list_lock_waits_mariadb",
+    list_metadata_locks="list_metadata_locks_mariadb",
+    probe_sessions="probe_sessions_mariadb",
+    kill_privilege="CONNECTION ADMIN or SUPER",
+    lock_waits_hint="grant PROCESS to read information_schema.INNODB_LOCK_WAITS",
+    metadata_locks_hint=(
+        "install the metadata_lock_info plugin (INSTALL SONAME 'metadata_lock_info')"
+    ),
+    **_SHARED,
+)
+
+_MYSQL = Dialect(
+    engine="mysql",
+    set_statement_limit="set_statement_limit_mysql",
+    get_sources="get_sources_mysql",
+    list_sessions="list_sessions_mysql",
+    list_own_sessions="list_own_sessions_mysql",
+    list_lock_waits="list_lock_waits_mysql",
+    list_metadata_locks="list_metadata_locks_mysql",
+    probe_sessions="probe_sessions_mysql",
+    kill_privilege=(
+        "CONNECTION_ADMIN or SUPER (and SYSTEM_USER to end a SYSTEM_USER account's session)"
+    ),
+    lock_waits_hint=(
+        "enable performance_schema and grant SELECT on performance_schema.data_lock_waits"
+    ),
+    metadata_locks_hint=(
+        "enable performance_schema, its wait/lock/metadata/sql/mdl instrument, "
+        "and SELECT on performance_schema.metadata_locks"
+    ),
+    **_SHARED,
+)
+
+
+def dialect_for(engine: Engine, version_num: int) -> Dialect:
+    """Map a server engine and version to the variant of every query.
+
+    >>> dialect_for("mariadb", 101119).list_sessions
+    'list_sessions_mariadb'
+    >>> dialect_for("mysql", 80036).probe_sessions
+    'probe_sessions_mysql'
+    >>> dialect_for("mariadb", 100508)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sessionward.core._errors.ConfigurationError: MariaDB 10.5.8 is not supported ...
+    """
+    if engine == "mariadb" and version_num >= MIN_MARIADB:
+        return _MARIADB
+    if engine == "mysql" and version_num >= MIN_MYSQL:
+        return _MYSQL
+    name = "MariaDB" if engine == "mariadb" else "MySQL"
+    raise ConfigurationError(
+        f"{name} {_dotted(version_num)} is not supported "
+        f"(sessionward needs MariaDB {_dotted(MIN_MARIADB)}+ or MySQL {_dotted(MIN_MYSQL)}+)"
+    )
+
+
+def parse_version(version: str, comment: str) -> tuple[Engine, int]:
+    """Tell MariaDB from MySQL and read ``major * 10000 + minor * 100 + patch``.
+
+    >>> parse_version("10.11.19-MariaDB-0+deb12u1", "Debian 12")
+    ('mariadb', 101119)
+    >>> parse_version("8.0.36", "MySQL Community Server - GPL")
+    ('mysql', 80036)
+    >>> parse_version("8.0.mysql_aurora.3.05.2", "Source distribution")
+    ('mysql', 80000)
+    """
+    engine: Engine = "mariadb" if "mariadb" in f"{version} {comment}".lower() else "mysql"
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if match is None:
+        raise SessionwardError(f"cannot read the server version {version!r}")
+    major, minor, patch = (int(part or 0) for part in match.groups())
+    return engine, major * 10000 + minor * 100 + patch
+
+
+def _dotted(version_num: int) -> str:
+    major, rest = divmod(version_num, 10000)
+    minor, patch = divmod(rest, 100)
+    return f"{major}.{minor}" + (f".{patch}" if patch else "")

@@ -1,0 +1,2 @@
+-- End a session; its open transaction rolls back.
+KILL CONNECTION %(pid)s

@@ -1,0 +1,2 @@
+-- Cap our own catalog reads; MySQL counts milliseconds, for read-only SELECTs only.
+SET SESSION max_execution_time = %(milliseconds)s
