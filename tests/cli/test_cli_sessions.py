@@ -55,7 +55,8 @@ def test_ls_shows_idle_in_transaction_with_filters_json_and_csv(server, victims,
     rows = {line.split()[0]: line for line in table[1:]}
     assert set(rows) == {str(holder.pid), str(idler.pid)}
     assert "idle in transaction" in rows[str(holder.pid)]
-    assert "UPDATE accounts" in rows[str(holder.pid)]
+    if server.engine == "postgresql":  # MariaDB shows no statement for a sleeping session
+        assert "UPDATE accounts" in rows[str(holder.pid)]
 
     result = run_cli(
         "ls", "--dsn", server.url, "--user", user, "--state", "idle-in-transaction", "--json"
