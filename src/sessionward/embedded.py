@@ -133,6 +133,13 @@ class EmbeddedPostgres:
         completed = subprocess.run(
             [str(program), *args],
             user=run_as,
+            # Drop root's groups too: a 0701 directory would otherwise apply its
+            # group bits to the service user and refuse it.
+            group=_primary_group(run_as) if run_as else None,
+            extra_groups=[] if run_as else None,
+            # Out of the terminal's process group, so Ctrl-C reaches us, not a
+            # half-started initdb or pg_ctl that we then could not clean up.
+            start_new_session=True,
             cwd=self._root,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -175,6 +182,12 @@ def _service_user() -> str | None:
             check=True, capture_output=True,
         )  # fmt: skip
     return SERVICE_USER
+
+
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
 
 
 def _open_for(user: str, root: Path, bin_dir: Path) -> None:

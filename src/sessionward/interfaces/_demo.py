@@ -274,7 +274,7 @@ class Tour:
     def show_results(self, results: Sequence[EndResult]) -> None:
         from .cli import _render
 
-        self.console.print(_render.results_table(results))
+        self.console.print(_render.results_table(results, width=self.console.width))
 
     def show_sessions(
         self, snapshot: Snapshot, args: Sequence[str], session_filter: SessionFilter | None = None

@@ -203,8 +203,10 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
             return
         if not dry_run and not yes and len(chosen) > 1 and _interactive():
             preview = control.terminate(chosen, dry_run=True, safety=safety, snapshot=snapshot)
-            console.print(_render.results_table(preview))
-            click.confirm(f"{action.capitalize()} these {len(chosen)} sessions?", abort=True)
+            console.print(_render.results_table(preview, width=console.width))
+            if not click.confirm(f"{action.capitalize()} these {len(chosen)} sessions?"):
+                click.echo("sessionward: nothing was ended", err=True)
+                sys.exit(EXIT_NOT_ALL_ENDED)
         end = control.cancel if action == "cancel" else control.terminate
         results = end(
             chosen, wait_seconds=wait_seconds, safety=safety, dry_run=dry_run, snapshot=snapshot
@@ -212,7 +214,7 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
     if as_json:
         click.echo(_render.results_json(results))
     else:
-        console.print(_render.results_table(results))
+        console.print(_render.results_table(results, width=console.width))
     _exit_for(results, action)
 
 
@@ -270,18 +272,16 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         )
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
-    except click.Abort:
-        click.echo("sessionward: aborted", err=True)
-        sys.exit(EXIT_NOT_ALL_ENDED)
+    except (click.Abort, KeyboardInterrupt):
+        # click turns Ctrl-C (and end of input at a prompt) into Abort.
+        click.echo("sessionward: interrupted", err=True)
+        sys.exit(130)
     except click.ClickException as error:
         error.show()
         sys.exit(EXIT_ERROR)
     except SessionwardError as error:
         click.echo(f"sessionward: error: {redact_url(str(error))}", err=True)
         sys.exit(EXIT_ERROR)
-    except KeyboardInterrupt:
-        click.echo("sessionward: interrupted", err=True)
-        sys.exit(130)
     except Exception as error:
         if os.environ.get("SESSIONWARD_DEBUG"):
             raise

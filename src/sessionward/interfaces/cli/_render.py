@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -75,73 +76,112 @@ def state_text(session: Session) -> Text:
     return Text(state, style=style)
 
 
-#: Widest a column may grow before its cells are cut with an ellipsis.
-_COLUMN_CAPS = {
-    "DATABASE": 20, "USER": 16, "APP": 20, "CLIENT": 22, "STATE": 29, "WAIT": 30, "BLOCKERS": 18,
-}  # fmt: skip
-#: Narrowest a capped column may get before whole columns are dropped.
-_COLUMN_FLOORS = {"STATE": 19, "WAIT": 12, "BLOCKERS": 8}
-_DEFAULT_FLOOR = 8
-#: On a narrow terminal these columns go first, in this order.
-_DROP_ORDER = ("SESSION", "CLIENT", "APP", "IDLE", "DATABASE")
-_HEADERS = ("PID", "DATABASE", "USER", "APP", "CLIENT", "STATE", "SESSION", "XACT", "IDLE",
-            "RUNNING", "WAIT", "BLOCKERS")  # fmt: skip
-_RIGHT = frozenset({"PID", "SESSION", "XACT", "IDLE", "RUNNING"})
-_MIN_QUERY_WIDTH = 20
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of a fitted table."""
+
+    name: str
+    #: Widest it grows before its cells are cut with an ellipsis; None: never cut.
+    cap: int | None = None
+    #: Narrowest it gets on a small terminal before whole columns are dropped.
+    floor: int = 8
+    right: bool = False
+    #: Columns with a rank are dropped on a narrow terminal, lowest rank first.
+    drop_rank: int | None = None
 
 
-def sessions_table(snapshot: Snapshot, sessions: Sequence[Session], *, width: int = 120) -> Table:
-    """A table whose query column takes the room the others leave, one line per session."""
-    cells = [dict(zip(_HEADERS, _session_cells(snapshot, s), strict=True)) for s in sessions]
-    widths = {}
-    for header in _HEADERS:
-        widest = max([len(header), *(row[header].cell_len for row in cells)])
-        widths[header] = min(widest, _COLUMN_CAPS.get(header, widest))
-    _fit(widths, width)
-    # One space between columns; what is left goes to the query.
-    query_width = max(_MIN_QUERY_WIDTH, width - sum(widths.values()) - len(widths))
+_SESSION_COLUMNS = (
+    Column("PID", right=True),
+    Column("DATABASE", cap=20, drop_rank=5),
+    Column("USER", cap=16, drop_rank=2),
+    Column("APP", cap=20, drop_rank=4),
+    Column("CLIENT", cap=22, drop_rank=1),
+    Column("STATE", cap=29, floor=19),
+    Column("SESSION", right=True, drop_rank=0),
+    Column("XACT", right=True),
+    Column("IDLE", right=True, drop_rank=3),
+    Column("RUNNING", right=True),
+    Column("WAIT", cap=30, floor=12),
+    Column("BLOCKERS", cap=18),
+)
+_RESULT_COLUMNS = (
+    Column("PID", right=True),
+    Column("OUTCOME"),
+    Column("USER", cap=16, drop_rank=1),
+    Column("DATABASE", cap=20, drop_rank=3),
+    Column("APP", cap=20, drop_rank=2),
+    Column("STATE", cap=29, floor=13, drop_rank=4),
+    Column("IDLE", right=True, drop_rank=0),
+)
+_MIN_LAST_WIDTH = 20
+#: Waits that only say an idle session waits for its client: noise in a table.
+_IDLE_WAIT_TYPES = ("Client:", "Activity:")
+
+
+def fitted_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Text]],
+    last_name: str,
+    last_cells: Sequence[str],
+    *,
+    width: int,
+) -> Table:
+    """One line per row; the last (free text) column takes the room the others leave.
+
+    On a narrow terminal the capped columns give way first, widest first, then
+    the columns with a ``drop_rank`` are dropped; pids, outcomes and ages stay.
+    """
+    widths: dict[int, int] = {}
+    for index, column in enumerate(columns):
+        widest = max([len(column.name), *(row[index].cell_len for row in rows)])
+        widths[index] = min(widest, column.cap or widest)
+    _fit(columns, widths, width)
+    # One space between columns; what is left goes to the last column.
+    last_width = max(_MIN_LAST_WIDTH, width - sum(widths.values()) - len(widths))
     table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold", expand=False)
-    for header, column_width in widths.items():
+    for index, column_width in widths.items():
         table.add_column(
-            header,
-            justify="right" if header in _RIGHT else "left",
+            columns[index].name,
+            justify="right" if columns[index].right else "left",
             no_wrap=True,
             overflow="ellipsis",
             width=column_width,
         )
-    table.add_column("QUERY", no_wrap=True, overflow="ellipsis", max_width=query_width)
-    for row, session in zip(cells, sessions, strict=True):
-        query = one_line(session.query)
-        if len(query) > query_width:
-            query = query[: query_width - 1] + "…"
-        table.add_row(*(row[header] for header in widths), query)
+    table.add_column(last_name, no_wrap=True, overflow="ellipsis", max_width=last_width)
+    for row, last in zip(rows, last_cells, strict=True):
+        if len(last) > last_width:
+            last = last[: last_width - 1] + "…"
+        table.add_row(*(row[index] for index in widths), last)
     return table
 
 
-def _fit(widths: dict[str, int], width: int) -> None:
-    """Narrow the text columns, then drop the least useful, until the query has room."""
-
-    def too_wide() -> bool:
-        return sum(widths.values()) + len(widths) + _MIN_QUERY_WIDTH > width
-
-    while too_wide():
+def _fit(columns: Sequence[Column], widths: dict[int, int], width: int) -> None:
+    while sum(widths.values()) + len(widths) + _MIN_LAST_WIDTH > width:
         shrinkable = [
-            h for h in widths
-            if h in _COLUMN_CAPS and widths[h] > _COLUMN_FLOORS.get(h, _DEFAULT_FLOOR)
-        ]  # fmt: skip
+            i for i in widths if columns[i].cap is not None and widths[i] > columns[i].floor
+        ]
         if shrinkable:
             widths[max(shrinkable, key=widths.__getitem__)] -= 1
             continue
-        droppable = [h for h in _DROP_ORDER if h in widths]
+        droppable = [i for i in widths if columns[i].drop_rank is not None]
         if not droppable:
             return
-        del widths[droppable[0]]
+        del widths[min(droppable, key=lambda i: columns[i].drop_rank or 0)]
+
+
+def sessions_table(snapshot: Snapshot, sessions: Sequence[Session], *, width: int = 120) -> Table:
+    """The ``ls`` table: one line per session, the query cut to the terminal width."""
+    rows = [_session_cells(snapshot, session) for session in sessions]
+    queries = [one_line(session.query) for session in sessions]
+    return fitted_table(_SESSION_COLUMNS, rows, "QUERY", queries, width=width)
 
 
 def _session_cells(snapshot: Snapshot, session: Session) -> list[Text]:
     blocking = snapshot.blocking(session.pid)
     wait = session.wait or ""
-    if session.wait_age_seconds is not None:
+    if wait.startswith(_IDLE_WAIT_TYPES) and not session.blocked_by:
+        wait = ""
+    if wait and session.wait_age_seconds is not None:
         wait = f"{wait} {format_age(session.wait_age_seconds)}"
     return [
         Text(str(session.pid), style="bold red" if blocking else ""),
@@ -266,24 +306,24 @@ _OUTCOME_STYLE = {
 }
 
 
-def results_table(results: Iterable[EndResult]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("PID", "OUTCOME", "USER", "DATABASE", "APP", "STATE", "IDLE", "WHY / QUERY"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
-    table.columns[-1].ratio = 1
+def results_table(results: Sequence[EndResult], *, width: int = 120) -> Table:
+    """One line per requested pid: how its ending turned out, and why."""
+    rows = []
     for result in results:
         s = result.session
-        table.add_row(
-            str(result.pid),
-            Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
-            (s.user or "") if s else "",
-            (s.database or "") if s else "",
-            (s.application or "") if s else "",
-            (s.state or "") if s else "",
-            format_age(s.idle_age_seconds) if s else "",
-            result.detail or (one_line(s.query) if s else ""),
+        rows.append(
+            [
+                Text(str(result.pid)),
+                Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
+                Text((s.user or "") if s else ""),
+                Text((s.database or "") if s else ""),
+                Text((s.application or "") if s else ""),
+                Text((s.state or "") if s else ""),
+                Text(format_age(s.idle_age_seconds) if s else ""),
+            ]
         )
-    return table
+    details = [r.detail or (one_line(r.session.query) if r.session else "") for r in results]
+    return fitted_table(_RESULT_COLUMNS, rows, "WHY / QUERY", details, width=width)
 
 
 def results_json(results: Iterable[EndResult]) -> str:
