@@ -168,3 +168,25 @@ def test_cancel_stops_the_statement_and_keeps_the_session(server, victims, run_c
     assert time.monotonic() - started < 5
     still = json.loads(run_cli("ls", "--dsn", server.url, "--user", user, "--json").out)
     assert [s["pid"] for s in still["sessions"]] == [sleeper.pid]
+
+
+def test_filtered_json_still_says_whom_a_session_blocks(server, victims, run_cli):
+    db = server.create_database()
+    make_table(server, db)
+    user = server.create_user()
+    holder = victims(server, database=db, user=user)
+    holder.run("BEGIN")
+    holder.run("UPDATE accounts SET balance = 0 WHERE id = 1")
+    waiter = victims(server, database=db, user=user)
+    waiter.start("UPDATE accounts SET balance = 1 WHERE id = 1")
+
+    def holder_row() -> dict:
+        result = run_cli("ls", "--dsn", server.url, "--user", user, "--blocking", "--json")
+        assert result.code == 0, result.err
+        rows = json.loads(result.out)["sessions"]
+        return rows[0] if rows else {}
+
+    wait_until(lambda: holder_row().get("blocking") == [waiter.pid])
+    assert holder_row()["pid"] == holder.pid
+    holder.run("ROLLBACK")
+    assert waiter.result()[1] is None

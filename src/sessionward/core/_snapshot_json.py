@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -21,19 +22,26 @@ SCHEMA_ID = "sessionward.snapshot/1"
 _SESSION_FIELDS = tuple(f.name for f in dataclasses.fields(Session))
 
 
-def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
-    sessions = []
-    for session in snapshot.sessions:
+def snapshot_to_dict(
+    snapshot: Snapshot, *, sessions: Iterable[Session] | None = None
+) -> dict[str, Any]:
+    """The JSON form of ``snapshot``, or of a selection of its ``sessions``.
+
+    ``blocking`` always comes from the whole snapshot, so a filtered listing
+    still says whom each session blocks.
+    """
+    rows = []
+    for session in snapshot.sessions if sessions is None else sessions:
         row = {name: getattr(session, name) for name in _SESSION_FIELDS}
         row["blocked_by"] = list(session.blocked_by)
         row["blocking"] = list(snapshot.blocking(session.pid))
-        sessions.append(row)
+        rows.append(row)
     return {
         "schema": SCHEMA_ID,
         "taken_at": snapshot.taken_at.isoformat(),
         "server": dataclasses.asdict(snapshot.server),
         "degraded": list(snapshot.degraded),
-        "sessions": sessions,
+        "sessions": rows,
     }
 
 

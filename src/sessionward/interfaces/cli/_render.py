@@ -216,14 +216,14 @@ def summary_line(snapshot: Snapshot, shown: Sequence[Session]) -> str:
 
 
 def sessions_json(snapshot: Snapshot, sessions: Sequence[Session]) -> str:
-    return json.dumps(snapshot_to_dict(snapshot.with_sessions(tuple(sessions))), indent=2)
+    return json.dumps(snapshot_to_dict(snapshot, sessions=sessions), indent=2)
 
 
 def sessions_csv(snapshot: Snapshot, sessions: Sequence[Session]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for row in snapshot_to_dict(snapshot.with_sessions(tuple(sessions)))["sessions"]:
+    for row in snapshot_to_dict(snapshot, sessions=sessions)["sessions"]:
         writer.writerow(_csv_cell(row[column]) for column in CSV_COLUMNS)
     return buffer.getvalue()
 
