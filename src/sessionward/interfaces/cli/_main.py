@@ -152,7 +152,7 @@ def _ending_command(action: str) -> Callable[[Callable[..., None]], click.Comman
             click.option("--dry-run", is_flag=True, help="Show what would be ended; end nothing."),
             click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
             click.option("--wait", "wait_seconds", type=DURATION,
-                         default=DEFAULT_WAIT_SECONDS, show_default=True,
+                         default=DEFAULT_WAIT_SECONDS, show_default=f"{DEFAULT_WAIT_SECONDS:g}s",
                          help="How long to wait for each ending to show."),
             click.option("--include-superusers", is_flag=True,
                          help="Allow ending superusers' sessions."),
@@ -276,8 +276,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         # click turns Ctrl-C (and end of input at a prompt) into Abort.
         click.echo("sessionward: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as error:
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        click.echo(f"sessionward: error: {error.format_message()}{hint}", err=True)
+        sys.exit(EXIT_ERROR)
     except click.ClickException as error:
-        error.show()
+        click.echo(f"sessionward: error: {error.format_message()}", err=True)
         sys.exit(EXIT_ERROR)
     except SessionwardError as error:
         click.echo(f"sessionward: error: {redact_url(str(error))}", err=True)
