@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
+from rich.console import Console
 
 from ... import __version__
 from ..._control import DEFAULT_WAIT_SECONDS, SessionControl, connect
@@ -101,16 +102,17 @@ def ls_command(dsn: str | None, include_background: bool, sort: str, as_json: bo
     with open_control(dsn) as control:
         snapshot = control.snapshot()
     shown = sorted(session_filter.select(snapshot), key=lambda s: (_SORT_KEYS[sort](s), s.pid))
-    _warn_degraded(snapshot)
-    if as_json:
+    if as_json:  # the snapshot carries its own "degraded" notes
         click.echo(_render.sessions_json(snapshot, shown))
     elif as_csv:
         click.echo(_render.sessions_csv(snapshot, shown), nl=False)
+        _notes_to_stderr(snapshot)
     else:
         console = _render.make_console()
         if shown:
             console.print(_render.sessions_table(snapshot, shown, width=console.width))
         console.print(_render.summary_line(snapshot, shown), style="dim")
+        _print_notes(console, snapshot)
 
 
 @cli.command("blockers")
@@ -121,15 +123,16 @@ def blockers_command(dsn: str | None, as_json: bool) -> None:
     with open_control(dsn) as control:
         snapshot = control.snapshot()
         forest = control.blockers(snapshot)
-    _warn_degraded(snapshot)
     if as_json:
         click.echo(_render.forest_json(forest))
+        _notes_to_stderr(snapshot)
         return
     console = _render.make_console()
-    if not forest:
+    if forest:
+        console.print(_render.forest_tree(forest))
+    else:
         console.print("No session waits for a lock.")
-        return
-    console.print(_render.forest_tree(forest))
+    _print_notes(console, snapshot)
 
 
 def _ending_command(action: str) -> Callable[[Callable[..., None]], click.Command]:
@@ -148,7 +151,8 @@ def _ending_command(action: str) -> Callable[[Callable[..., None]], click.Comman
             click.option("--all-matching", is_flag=True,
                          help="With no filter, choose every client session."),
             click.option("--roots", is_flag=True,
-                         help="End only the root blockers behind the chosen sessions."),
+                         help="End the root blockers behind the chosen sessions instead of "
+                              "them; a root may lie outside the filter."),
             click.option("--dry-run", is_flag=True, help="Show what would be ended; end nothing."),
             click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation."),
             click.option("--wait", "wait_seconds", type=DURATION,
@@ -201,13 +205,17 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
             else:
                 click.echo("[]")
             return
-        if not dry_run and not yes and len(chosen) > 1 and _interactive():
-            preview = control.terminate(chosen, dry_run=True, safety=safety, snapshot=snapshot)
-            console.print(_render.results_table(preview, width=console.width))
-            if not click.confirm(f"{action.capitalize()} these {len(chosen)} sessions?"):
-                click.echo("sessionward: nothing was ended", err=True)
-                sys.exit(EXIT_NOT_ALL_ENDED)
         end = control.cancel if action == "cancel" else control.terminate
+        if not dry_run and not yes and len(chosen) > 1 and _interactive():
+            # The same action, planned on the same snapshot, as the one that runs
+            # after the answer: the prompt counts exactly what would be signalled.
+            preview = end(chosen, dry_run=True, safety=safety, snapshot=snapshot)
+            would_end = sum(1 for r in preview if r.outcome is Outcome.WOULD_END)
+            if would_end > 1:
+                console.print(_render.results_table(preview, width=console.width))
+                if not click.confirm(f"{action.capitalize()} these {would_end} sessions?"):
+                    click.echo("sessionward: nothing was ended", err=True)
+                    sys.exit(EXIT_NOT_ALL_ENDED)
         results = end(
             chosen, wait_seconds=wait_seconds, safety=safety, dry_run=dry_run, snapshot=snapshot
         )
@@ -248,7 +256,13 @@ def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _warn_degraded(snapshot: Snapshot) -> None:
+def _print_notes(console: Console, snapshot: Snapshot) -> None:
+    """Say under a table what the server would not show, so it is not read as absent."""
+    for note in snapshot.degraded:
+        console.print(f"note: {note}", style="dim")
+
+
+def _notes_to_stderr(snapshot: Snapshot) -> None:
     for note in snapshot.degraded:
         click.echo(f"sessionward: note: {note}", err=True)
 
