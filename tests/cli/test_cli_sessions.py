@@ -190,3 +190,35 @@ def test_filtered_json_still_says_whom_a_session_blocks(server, victims, run_cli
     assert holder_row()["pid"] == holder.pid
     holder.run("ROLLBACK")
     assert waiter.result()[1] is None
+
+
+def test_confirmation_counts_what_the_action_would_end(server, victims, run_cli, monkeypatch):
+    """cancel asks about the running statements only, and a "no" ends nothing."""
+    from sessionward.interfaces.cli import _main
+
+    db = server.create_database()
+    user = server.create_user()
+    sleepers = [victims(server, database=db, user=user) for _ in range(2)]
+    for sleeper in sleepers:
+        sleeper.start(sleep_sql(server, 30))
+    idler = victims(server, database=db, user=user)
+
+    def active() -> set[int]:
+        result = run_cli("ls", "--dsn", server.url, "--user", user, "--state", "active", "--json")
+        return {s["pid"] for s in json.loads(result.out)["sessions"]}
+
+    wait_until(lambda: active() == {s.pid for s in sleepers})
+    monkeypatch.setattr(_main, "_interactive", lambda: True)
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    pids = [str(s.pid) for s in sleepers] + [str(idler.pid)]
+    result = run_cli("cancel", "--dsn", server.url, *pids)
+
+    assert result.code == 1
+    assert "Cancel these 2 sessions?" in result.out
+    preview = {
+        line.split()[0]: line for line in result.out.splitlines() if line.strip()[:1].isdigit()
+    }
+    assert "would end" in preview[str(sleepers[0].pid)]
+    assert "already gone" in preview[str(idler.pid)]
+    assert "nothing was ended" in result.err
+    assert active() == {s.pid for s in sleepers}
