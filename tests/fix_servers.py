@@ -32,6 +32,12 @@ MYSQL_ENV = "SESSIONWARD_TEST_MYSQL_DSN"
 REQUIRE_ENV = "SESSIONWARD_REQUIRE_SERVERS"
 
 
+#: A pid no session can have: above Linux's largest pid_max (2**22) and far past
+#: any MariaDB/MySQL connection counter, so signalling it can never end a real
+#: session of another test or another user of the server.
+ABSENT_PID = 2**31 - 1
+
+
 def require_servers() -> bool:
     return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
 

@@ -10,7 +10,7 @@ import time
 import jsonschema
 
 from sessionward.core import snapshot_json_schema
-from tests.fix_servers import Server
+from tests.fix_servers import ABSENT_PID, Server
 
 
 def sleep_sql(server: Server, seconds: int) -> str:
@@ -147,7 +147,7 @@ def test_terminate_by_filter_ends_exactly_the_matches(server, victims, run_cli):
 
 
 def test_terminate_unknown_pid_is_already_gone_and_fails(server, run_cli):
-    result = run_cli("terminate", "--dsn", server.url, "987654")
+    result = run_cli("terminate", "--dsn", server.url, str(ABSENT_PID))
     assert result.code == 1
     assert "already gone" in result.out
     assert "1 of 1 sessions not ended" in result.err

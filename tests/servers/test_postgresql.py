@@ -39,7 +39,7 @@ from sessionward.core import (
 from sessionward.servers.postgresql import PostgresBackend
 from sessionward.servers.postgresql._backend import HIDDEN_NOTE
 from sessionward.servers.postgresql._queries import queries_for
-from tests.fix_servers import Server, Victim, unique
+from tests.fix_servers import ABSENT_PID, Server, Victim, unique
 
 pytestmark = pytest.mark.postgresql
 
@@ -418,7 +418,7 @@ def test_terminate_refuses_own_unknown_and_superuser_sessions(pg, victim):
     database = pg.create_database()
     superuser_victim = victim(database=database)  # the fixture's superuser
     with sessionward.connect(pg.url) as sw:
-        own, unknown, superuser = sw.terminate([sw.own_pid, 999999, superuser_victim.pid])
+        own, unknown, superuser = sw.terminate([sw.own_pid, ABSENT_PID, superuser_victim.pid])
         assert (own.outcome, unknown.outcome) == (Outcome.PROTECTED, Outcome.ALREADY_GONE)
         assert superuser.outcome is Outcome.PROTECTED
         assert "superuser" in superuser.detail
@@ -575,12 +575,12 @@ def test_signalling_a_gone_pid_is_false_and_quiet(pg, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     backend = open_backend(pg.url)
     try:
-        assert backend.terminate(999999) is False
-        assert backend.cancel(999999) is False
-        assert backend.probe([999999]) == {}
+        assert backend.terminate(ABSENT_PID) is False
+        assert backend.cancel(ABSENT_PID) is False
+        assert backend.probe([ABSENT_PID]) == {}
         assert backend.probe([]) == {}
         started = time.monotonic()
-        backend.wait_for_exit(999999, timeout_seconds=2)
+        backend.wait_for_exit(ABSENT_PID, timeout_seconds=2)
         assert time.monotonic() - started < 1
     finally:
         backend.close()
@@ -596,7 +596,7 @@ def test_probe_tokens_change_with_each_statement(pg, victim):
     try:
         worker.start("SELECT pg_sleep(30)")
         wait_active(pg, worker)
-        first = backend.probe([worker.pid, idle.pid, 999999])
+        first = backend.probe([worker.pid, idle.pid, ABSENT_PID])
         assert set(first) == {worker.pid, idle.pid}
         assert first[idle.pid] is None
         assert first[worker.pid] is not None
