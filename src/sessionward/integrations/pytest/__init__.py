@@ -1,0 +1,1 @@
+"""The sessionward pytest plugin (entry point ``pytest11``); inactive unless enabled."""
