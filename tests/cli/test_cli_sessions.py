@@ -222,3 +222,21 @@ def test_confirmation_counts_what_the_action_would_end(server, victims, run_cli,
     assert "already gone" in preview[str(idler.pid)]
     assert "nothing was ended" in result.err
     assert active() == {s.pid for s in sleepers}
+
+
+def test_wrong_password_is_one_line_without_the_password(mysql):
+    from tests.cli.conftest import run_script
+    from tests.fix_servers import unique
+
+    name = unique("swu")
+    mysql.execute(f"CREATE USER '{name}'@'%' IDENTIFIED BY 'right-horse'")
+    mysql.created_users.append(name)
+    url = mysql.url_for("test", name, "wrong-battery")
+    result = run_script("ls", "--dsn", url)
+    assert result.code == 2
+    assert "Traceback" not in result.err
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("sessionward: error: ")
+    assert "wrong-battery" not in line
+    assert "right-horse" not in line
+    assert f"{name}:***@" in line
