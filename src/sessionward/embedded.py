@@ -176,11 +176,18 @@ def _service_user() -> str | None:
     try:
         pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             SERVICE_USER],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        try:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                 SERVICE_USER],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+        except (OSError, subprocess.CalledProcessError) as error:
+            detail = getattr(error, "stderr", "") or str(error)
+            raise SessionwardError(
+                f"embedded PostgreSQL will not run as root and the user {SERVICE_USER!r} "
+                f"could not be created: {detail.strip()}"
+            ) from None
     return SERVICE_USER
 
 
