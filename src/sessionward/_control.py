@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Iterable
 from types import TracebackType
 
 from .core import (
+    CLIENT,
+    REPLICATION,
     Action,
     Backend,
+    ConfigurationError,
+    DatabaseInUse,
+    DropResult,
     EndResult,
     Outcome,
     PermissionDenied,
     Safety,
     Session,
     SessionFilter,
+    SessionwardError,
     Snapshot,
     WaitNode,
     lock_forest,
@@ -23,10 +30,15 @@ from .core import (
 )
 from .servers import open_backend
 
+logger = logging.getLogger("sessionward")
+
 #: How long ``terminate`` and ``cancel`` wait for each ending to show, by default.
 DEFAULT_WAIT_SECONDS = 5.0
 _POLL_SECONDS = 0.5
 _CANCEL_POLL_SECONDS = 0.02
+#: A database about to be dropped takes every session on it along: superusers'
+#: and replication senders' too (``DROP … WITH (FORCE)`` would end them as well).
+_DROP_SAFETY = Safety(include_superusers=True, include_replication=True)
 
 
 class SessionControl:
@@ -81,6 +93,66 @@ class SessionControl:
     ) -> tuple[EndResult, ...]:
         """End each pid's session and confirm it is gone."""
         return self._end(Action.TERMINATE, pids, wait_seconds, safety, dry_run, snapshot)
+
+    def drop_database(
+        self,
+        name: str,
+        *,
+        force: bool = True,
+        if_exists: bool = False,
+        dry_run: bool = False,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    ) -> DropResult:
+        """Drop database ``name``, first ending every session on it (``force``), verified.
+
+        New sessions are kept off first (PostgreSQL: ``ALLOW_CONNECTIONS false``,
+        template flag cleared), then every client session using it is
+        terminated and confirmed gone, then it is dropped (``WITH (FORCE)`` on
+        PostgreSQL as a last guard).  Without ``force``, sessions on it make
+        it raise ``DatabaseInUse`` and nothing changes.  Whenever it is not
+        dropped, connections are allowed again.  ``dry_run`` changes nothing
+        and lists what would be ended.
+
+        Raise ``ConfigurationError`` when it does not exist (unless
+        ``if_exists``) or is the database this connection uses, and
+        ``PermissionDenied`` when the role may not drop it.
+        """
+        if not name:
+            raise ConfigurationError("no database name given")
+        backend = self._backend
+        if not backend.database_exists(name):
+            if if_exists:
+                return DropResult(name, dropped=False, existed=False)
+            raise ConfigurationError(f"database {name!r} does not exist")
+        restore = _nothing if dry_run else backend.block_connections(name)
+        try:
+            snapshot = self.snapshot()
+            pids, notes = backend.database_users(name)
+            # Background processes on it (autovacuum) are the server's own: DROP ends them.
+            users = [
+                session
+                for session in sorted(snapshot.sessions, key=lambda s: s.pid)
+                if session.pid in pids and session.backend_kind in (CLIENT, REPLICATION)
+            ]
+            if users and not force:
+                raise _in_use(name, users)
+            pending = [s.pid for s in users]
+            ended = self._end(
+                Action.TERMINATE, pending, wait_seconds, _DROP_SAFETY, dry_run, snapshot
+            )
+            result = DropResult(name, dropped=False, existed=True, ended=ended, notes=notes)
+            if dry_run:
+                return result
+            if result.not_ended:
+                _undo(restore, name)
+                left = len(result.not_ended)
+                why = f"not dropped: {left} of {len(ended)} sessions on it could not be ended"
+                return DropResult(name, False, True, ended, (*notes, why))
+            backend.drop_database(name, force=force, if_exists=if_exists)
+        except BaseException:
+            _undo(restore, name)
+            raise
+        return DropResult(name, dropped=True, existed=True, ended=ended, notes=notes)
 
     def close(self) -> None:
         self._backend.close()
@@ -165,6 +237,32 @@ class SessionControl:
             waited = f"after {wait_seconds:g}s"
             results[pid] = EndResult(pid, Outcome.STILL_RUNNING, waited, session)
         return results
+
+
+def _nothing() -> None:
+    """The undo of a step that was not taken."""
+
+
+def _undo(restore: Callable[[], None], name: str) -> None:
+    """Allow connections to ``name`` again after a failure, without hiding that failure."""
+    try:
+        restore()
+    except SessionwardError as error:
+        logger.warning("could not allow connections to database %r again: %s", name, error)
+
+
+def _in_use(name: str, sessions: Collection[Session]) -> DatabaseInUse:
+    shown = ", ".join(
+        f"pid {s.pid} ({s.user or '?'}, {s.application or 'no application'}, {s.state or '?'})"
+        for s in list(sessions)[:5]
+    )
+    more = f" and {len(sessions) - 5} more" if len(sessions) > 5 else ""
+    noun = "session" if len(sessions) == 1 else "sessions"
+    return DatabaseInUse(
+        f"database {name!r} is in use by {len(sessions)} {noun}: {shown}{more}; "
+        "nothing was dropped (force ends them first)",
+        sessions=tuple(sessions),
+    )
 
 
 def connect(url: str, *, statement_timeout_seconds: float = 5.0) -> SessionControl:

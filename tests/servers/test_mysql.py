@@ -89,9 +89,12 @@ def test_every_catalog_query_of_the_dialect_runs(control):
         dialect.kill_connection,
         dialect.set_statement_limit,  # run by connect
         dialect.list_metadata_locks,  # needs the plugin: see test_metadata_lock_wait
+        dialect.list_database_locks,  # needs it too: see tests/servers/test_dropdb.py
+        dialect.drop_database,  # holds placeholders; run by tests/servers/test_dropdb.py
     }
+    params = {"pids": (control.own_pid,), "name": "sw_no_such_schema", "seconds": 2}
     for name in sorted(dialect.names() - skipped):
-        rows = backend._all(name, {"pids": (control.own_pid,)})
+        rows = backend._all(name, params)
         assert isinstance(rows, list), name
 
 

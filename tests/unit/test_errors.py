@@ -6,6 +6,7 @@ from sessionward.core import (
     AuthenticationFailed,
     ConfigurationError,
     ConnectionFailed,
+    DatabaseInUse,
     DriverNotInstalled,
     PermissionDenied,
     SessionwardError,
@@ -18,6 +19,7 @@ ERRORS = [
     ConnectionFailed,
     AuthenticationFailed,
     PermissionDenied,
+    DatabaseInUse,
 ]
 
 
@@ -50,6 +52,7 @@ def test_errors_pickle_with_their_message(cls):
         (ConnectionFailed, SessionwardError),
         (AuthenticationFailed, ConnectionFailed),
         (PermissionDenied, SessionwardError),
+        (DatabaseInUse, SessionwardError),
     ],
 )
 def test_tree(cls, parent):
@@ -60,3 +63,15 @@ def test_branches_are_separate():
     assert not issubclass(PermissionDenied, ConnectionFailed)
     assert not issubclass(ConnectionFailed, ConfigurationError)
     assert not issubclass(ConfigurationError, PermissionDenied)
+
+
+def test_database_in_use_pickles_with_its_sessions():
+    from sessionward.core import Session
+
+    sessions = (Session(pid=7, database="test_app", user="app"), Session(pid=9))
+    error = DatabaseInUse("database 'test_app' is in use by 2 sessions", sessions=sessions)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        copy = pickle.loads(pickle.dumps(error, protocol=protocol))
+        assert str(copy) == "database 'test_app' is in use by 2 sessions"
+        assert copy.sessions == sessions
+    assert DatabaseInUse("no sessions known").sessions == ()

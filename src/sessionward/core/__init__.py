@@ -4,12 +4,14 @@ Nothing here does I/O or imports a database driver.
 """
 
 from ._blockers import WaitNode, lock_forest, root_blockers
+from ._drop import DropResult
 from ._durations import format_age, parse_duration
 from ._endings import Action, EndResult, Outcome, Safety, plan, refusal
 from ._errors import (
     AuthenticationFailed,
     ConfigurationError,
     ConnectionFailed,
+    DatabaseInUse,
     DriverNotInstalled,
     PermissionDenied,
     SessionwardError,
@@ -55,7 +57,9 @@ __all__ = [
     "Backend",
     "ConfigurationError",
     "ConnectionFailed",
+    "DatabaseInUse",
     "DriverNotInstalled",
+    "DropResult",
     "EndResult",
     "Engine",
     "Outcome",

@@ -1,12 +1,15 @@
 """The small protocol every server adapter implements.
 
 Core, API and CLI see servers only through it; adapters turn driver rows into
-core values and driver errors into ``sessionward`` errors.
+core values and driver errors into ``sessionward`` errors.  The first methods
+read and end sessions; the last four serve ``drop_database``, which calls them
+in this order: ``database_exists``, ``block_connections``, ``database_users``
+(then ends those sessions), ``drop_database``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from ._session import ServerInfo, Snapshot
@@ -48,6 +51,39 @@ class Backend(Protocol):
         Return when it exited, when the timeout passed, or earlier (callers
         probe again): PostgreSQL 14+ waits on the server, others sleep a poll
         interval.
+        """
+        ...
+
+    def database_exists(self, name: str) -> bool:
+        """Whether database (MySQL: schema) ``name`` exists.
+
+        Raise ``ConfigurationError`` when it is the one this connection uses,
+        or one the server itself needs (``template0``, ``mysql``…).
+        """
+        ...
+
+    def block_connections(self, name: str) -> Callable[[], None]:
+        """Keep new sessions off ``name`` until it is dropped; return what undoes that.
+
+        PostgreSQL turns ``ALLOW_CONNECTIONS`` off and clears the template
+        flag (``PermissionDenied`` unless owner or superuser); a server that
+        cannot refuse logins per database does nothing.
+        """
+        ...
+
+    def database_users(self, name: str) -> tuple[frozenset[int], tuple[str, ...]]:
+        """The pids of the sessions using ``name``, and notes on what could not be seen.
+
+        Sessions connected to it and, on MariaDB/MySQL, those holding metadata
+        locks on its objects.  Never our own session.
+        """
+        ...
+
+    def drop_database(self, name: str, *, force: bool, if_exists: bool) -> None:
+        """Drop ``name``; with ``force`` the server ends whatever session is still on it.
+
+        Raise ``DatabaseInUse`` when sessions, locks or prepared transactions
+        keep it, without waiting long for them.
         """
         ...
 

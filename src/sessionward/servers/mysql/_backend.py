@@ -17,32 +17,46 @@ token is the statement's start second and a hash of its text.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from ...core import (
     ConfigurationError,
+    DatabaseInUse,
     DriverNotInstalled,
     PermissionDenied,
     ServerInfo,
+    Session,
     SessionwardError,
     Snapshot,
     Target,
 )
 from ._errors import (
     DENIED,
+    ER_DB_DROP_EXISTS,
+    ER_DBACCESS_DENIED_ERROR,
     ER_KILL_DENIED_ERROR,
+    ER_LOCK_WAIT_TIMEOUT,
     ER_NO_SUCH_THREAD,
     connect_error,
     errno_of,
     mapped_errors,
     translate,
 )
-from ._queries import GET_SERVER, Dialect, dialect_for, load, parse_version
+from ._queries import (
+    GET_SERVER,
+    Dialect,
+    compose,
+    dialect_for,
+    load,
+    parse_version,
+    quote_identifier,
+)
 from ._rows import (
     LOCK_WAIT,
     MetadataLock,
@@ -69,11 +83,18 @@ EXIT_POLL_SECONDS = 0.02
 INNODB_CACHE_SECONDS = 0.12
 #: The largest connection id the servers hand out (an unsigned 64-bit number).
 MAX_PID = 2**64 - 1
+#: How long DROP DATABASE may wait for a metadata lock before it fails, in the
+#: whole seconds the servers count: the sessions using the schema were ended
+#: just before, so a wait means a holder we could not see.
+DROP_LOCK_WAIT_SECONDS = 2
+#: Schemas the server itself needs.
+SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 _PROCESS_HINT = (
     "only this login's own sessions are shown, without transactions or lock waits: "
     "grant PROCESS to see every session"
 )
+_PROCESS_HINT_SHORT = "grant PROCESS to see every session"
 _APPLICATIONS_HINT = (
     "application names not shown: enable performance_schema (a server restart) "
     "and grant SELECT on performance_schema.session_connect_attrs"
@@ -102,6 +123,8 @@ class MySQLBackend:
         self._limit = statement_timeout_seconds
         self._logged: set[str] = set()
         self._innodb_read_at = -INNODB_CACHE_SECONDS
+        #: Whether the last snapshot saw every session (PROCESS granted).
+        self._sees_all = True
 
     @classmethod
     def connect(cls, target: Target, *, statement_timeout_seconds: float) -> MySQLBackend:
@@ -175,7 +198,7 @@ class MySQLBackend:
         with self._errors():
             sources = self._all(dialect.get_sources)[0]
             rows = self._all_or_denied(dialect.list_sessions)
-            full = rows is not None
+            full = self._sees_all = rows is not None
             if rows is None:
                 degraded.append(_PROCESS_HINT)
                 rows = self._all(dialect.list_own_sessions)
@@ -238,9 +261,104 @@ class MySQLBackend:
         """Sleep a poll interval: neither server can wait for a session's exit."""
         time.sleep(max(0.0, min(timeout_seconds, EXIT_POLL_SECONDS)))
 
+    def database_exists(self, name: str) -> bool:
+        """Whether schema ``name`` exists, as this login may see; refuse ours and system ones."""
+        if name.lower() in SYSTEM_SCHEMAS:
+            raise ConfigurationError(f"refusing to drop {name}: the server itself needs it")
+        quote_identifier(name)  # refuse what cannot be a name before asking
+        with self._errors():
+            row = self._all(self._dialect.get_database, {"name": name})[0]
+        if row["current_schema"] is not None and str(row["current_schema"]) == name:
+            raise ConfigurationError(
+                f"cannot drop database {name!r}: sessionward's connection uses it as its "
+                "default schema; connect without one (mysql://host/) or with another"
+            )
+        return bool(row["present"])
+
+    def block_connections(self, name: str) -> Callable[[], None]:
+        """Do nothing: neither server can refuse new sessions on one schema."""
+        return _nothing
+
+    def database_users(self, name: str) -> tuple[frozenset[int], tuple[str, ...]]:
+        """Sessions whose current schema is ``name`` and those holding metadata locks in it."""
+        notes: list[str] = []
+        with self._errors():
+            rows = self._all(self._dialect.list_database_sessions, {"name": name})
+            holders = self._lock_holders(name, notes)
+        pids = {int(r["pid"]) for r in rows}
+        if not self._sees_all:
+            notes.append(f"only this login's own sessions were seen: {_PROCESS_HINT_SHORT}")
+        return frozenset(pids | holders), tuple(notes)
+
+    def drop_database(self, name: str, *, force: bool, if_exists: bool) -> None:
+        """``DROP DATABASE`` under a short metadata-lock wait (the server has no FORCE)."""
+        import pymysql
+
+        statement = compose(
+            load(self._dialect.drop_database),
+            name=quote_identifier(name),
+            if_exists="IF EXISTS " if if_exists else "",
+        )
+        with self._errors():
+            self._all(self._dialect.set_lock_wait, {"seconds": DROP_LOCK_WAIT_SECONDS})
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.execute(statement)  # no bound values: no % is read
+        except pymysql.err.Error as error:
+            raise self._drop_error(error, name) from error
+        finally:
+            # A lost connection fails this too: keep the error that matters.
+            with contextlib.suppress(pymysql.err.Error):
+                self._all(self._dialect.reset_lock_wait)
+
     def close(self) -> None:
         if self._conn.open:
             self._conn.close()
+
+    def _lock_holders(self, name: str, notes: list[str]) -> set[int]:
+        """Sessions holding a metadata lock in ``name``; a note when they cannot be seen."""
+        what = "sessions holding locks on its tables from another schema are not seen"
+        available = bool(self._all(self._dialect.get_sources)[0]["metadata_locks"])
+        rows = None
+        if available:
+            rows = self._all_or_denied(self._dialect.list_database_locks, {"name": name})
+        if rows is None:
+            notes.append(f"{what}: {self._dialect.metadata_locks_hint}")
+            return set()
+        return {int(r["pid"]) for r in rows}
+
+    def _drop_error(self, error: pymysql.err.Error, name: str) -> SessionwardError:
+        errno = errno_of(error)
+        if errno == ER_DB_DROP_EXISTS:
+            return ConfigurationError(f"database {name!r} does not exist")
+        if errno == ER_DBACCESS_DENIED_ERROR:
+            return PermissionDenied(
+                f"not permitted to drop database {name!r}: user {self._target.user!r} "
+                "lacks the DROP privilege on it"
+            )
+        if errno != ER_LOCK_WAIT_TIMEOUT:
+            return translate(error, self._target, statement_limit_seconds=self._limit)
+        # Name who may hold it: sessions with a lock seen in the schema, else any
+        # session in a transaction (a transaction keeps the locks it took).
+        notes: list[str] = []
+        with contextlib.suppress(SessionwardError), self._errors():
+            holders = self._lock_holders(name, notes)
+        snapshot = self.snapshot()
+        in_transaction = {
+            s.pid for s in snapshot.sessions if s.is_client and s.xact_age_seconds is not None
+        }
+        suspects: tuple[Session, ...] = tuple(
+            s for s in snapshot.sessions if s.pid in (holders or in_transaction)
+        )
+        who = ", ".join(f"pid {s.pid} ({s.user}, {s.state})" for s in suspects) or "none seen"
+        kind = "holding a lock in it" if holders else "in a transaction, which may hold one"
+        hint = f"; {notes[0]}" if notes else ""
+        return DatabaseInUse(
+            f"cannot drop database {name!r}: another session holds a lock on it and the "
+            f"{DROP_LOCK_WAIT_SECONDS}s lock wait ran out; nothing was dropped; "
+            f"sessions {kind}: {who}{hint}",
+            sessions=suspects,
+        )
 
     # ----------------------------------------------------------------------- helpers
 
@@ -352,6 +470,10 @@ class MySQLBackend:
                 ) from error
             raise translate(error, self._target, statement_limit_seconds=self._limit) from error
         return True
+
+
+def _nothing() -> None:
+    """The undo of a step that changed nothing."""
 
 
 def _checked_pid(pid: object) -> int:

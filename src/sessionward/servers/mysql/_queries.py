@@ -3,6 +3,11 @@
 Each ``.sql`` file holds one query; a ``_mariadb`` or ``_mysql`` suffix marks
 an engine variant.  ``dialect_for`` is the only place that looks at the
 server engine and version: everything else reads the ``Dialect`` it returns.
+
+PyMySQL has no composer like ``psycopg.sql``: the one statement that names a
+schema (``drop_database``) holds ``{placeholders}`` that ``compose`` fills in
+one pass with ``quote_identifier`` output or fixed keywords, and runs without
+bound values; every other query binds ``%(name)s``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,14 @@ class Dialect:
     probe_sessions: str
     kill_query: str
     kill_connection: str
+    get_database: str
+    list_database_sessions: str
+    #: Who holds a metadata lock in a schema: the plugin (MariaDB) or performance_schema.
+    list_database_locks: str
+    set_lock_wait: str
+    reset_lock_wait: str
+    #: Holds ``{name}`` and ``{if_exists}`` for ``compose``.
+    drop_database: str
     #: The privilege a login needs to end another user's session.
     kill_privilege: str
     #: How to make row-lock blockers visible when they are not.
@@ -78,6 +91,12 @@ _QUERY_FIELDS = (
     "probe_sessions",
     "kill_query",
     "kill_connection",
+    "get_database",
+    "list_database_sessions",
+    "list_database_locks",
+    "set_lock_wait",
+    "reset_lock_wait",
+    "drop_database",
 )
 
 _SHARED = {
@@ -85,6 +104,11 @@ _SHARED = {
     "list_applications": "list_applications",
     "kill_query": "kill_query",
     "kill_connection": "kill_connection",
+    "get_database": "get_database",
+    "list_database_sessions": "list_database_sessions",
+    "set_lock_wait": "set_lock_wait",
+    "reset_lock_wait": "reset_lock_wait",
+    "drop_database": "drop_database",
 }
 
 _MARIADB = Dialect(
@@ -95,6 +119,7 @@ _MARIADB = Dialect(
     list_own_sessions="list_own_sessions_mariadb",
     list_lock_waits="list_lock_waits_mariadb",
     list_metadata_locks="list_metadata_locks_mariadb",
+    list_database_locks="list_database_locks_mariadb",
     probe_sessions="probe_sessions_mariadb",
     kill_privilege="CONNECTION ADMIN or SUPER",
     lock_waits_hint="grant PROCESS to read information_schema.INNODB_LOCK_WAITS",
@@ -112,6 +137,7 @@ _MYSQL = Dialect(
     list_own_sessions="list_own_sessions_mysql",
     list_lock_waits="list_lock_waits_mysql",
     list_metadata_locks="list_metadata_locks_mysql",
+    list_database_locks="list_database_locks_mysql",
     probe_sessions="probe_sessions_mysql",
     kill_privilege=(
         "CONNECTION_ADMIN or SUPER (and SYSTEM_USER to end a SYSTEM_USER account's session)"
@@ -166,6 +192,34 @@ def parse_version(version: str, comment: str) -> tuple[Engine, int]:
         raise SessionwardError(f"cannot read the server version {version!r}")
     major, minor, patch = (int(part or 0) for part in match.groups())
     return engine, major * 10000 + minor * 100 + patch
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a schema name as MariaDB and MySQL read it: backticks, inner ones doubled.
+
+    >>> quote_identifier("test_app")
+    '`test_app`'
+    >>> quote_identifier("we`ird {name}")
+    '`we``ird {name}`'
+    >>> quote_identifier("")
+    Traceback (most recent call last):
+    ...
+    sessionward.core._errors.ConfigurationError: not a database name: ''
+    """
+    if not name or "\x00" in name:
+        raise ConfigurationError(f"not a database name: {name!r}")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def compose(text: str, **fragments: str) -> str:
+    """Fill every ``{placeholder}`` of ``text`` in one pass, so no filling is read again.
+
+    Only ``quote_identifier`` output and fixed keywords may be passed.
+
+    >>> compose("DROP DATABASE {if_exists}{name}", name="`{if_exists}`", if_exists="")
+    'DROP DATABASE `{if_exists}`'
+    """
+    return re.sub(r"\{([a-z_]+)\}", lambda match: fragments[match.group(1)], text)
 
 
 def _dotted(version_num: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -43,6 +44,14 @@ HIDDEN_NOTE = (
     "grant this role pg_read_all_stats to see them"
 )
 _DRIVER_HINT = "the PostgreSQL adapter needs psycopg 3: pip install 'sessionward[postgresql]'"
+#: Databases PostgreSQL itself needs: CREATE DATABASE copies template1, and
+#: template0 is the pristine copy to rebuild it from.  Clearing their template
+#: flag before dropping (as for any database) would defeat the server's guard.
+SYSTEM_DATABASES = frozenset({"template0", "template1"})
+#: Statement limit for DROP DATABASE, above the catalog-read one: removing a
+#: large database's files takes a while, and WITH (FORCE) waits up to 5 s for
+#: the sessions it ends.
+DROP_TIMEOUT_SECONDS = 60.0
 
 
 class PostgresBackend:
@@ -195,9 +204,112 @@ class PostgresBackend:
         except PermissionDenied:
             time.sleep(min(timeout_seconds, EXIT_POLL_SECONDS))
 
+    def database_exists(self, name: str) -> bool:
+        """Whether database ``name`` exists; refuse ours and the template databases."""
+        if name in SYSTEM_DATABASES:
+            raise ConfigurationError(
+                f"refusing to drop {name}: PostgreSQL needs it (CREATE DATABASE copies template1, "
+                "template0 is the pristine copy of it)"
+            )
+        rows = self._fetch(self._queries.get_database, {"name": name})
+        if rows and rows[0][0]:
+            raise ConfigurationError(
+                f"cannot drop database {name!r}: sessionward is connected to it; "
+                "connect to another database, such as postgres"
+            )
+        return bool(rows)
+
+    def block_connections(self, name: str) -> Callable[[], None]:
+        """Turn ``ALLOW_CONNECTIONS`` off and clear the template flag; return the undo."""
+        rows = self._fetch(self._queries.get_database, {"name": name})
+        if not rows:
+            raise ConfigurationError(f"database {name!r} does not exist")
+        _current, allow_connections, is_template, role = rows[0]
+        denied = (
+            f"not permitted to drop database {name!r}: role {role!r} is neither its owner nor a "
+            "superuser (either may stop new connections to it and drop it)"
+        )
+        self._alter_database(name, allow_connections=False, is_template=False, denied=denied)
+
+        def restore() -> None:
+            self._alter_database(
+                name, allow_connections=allow_connections, is_template=is_template, denied=denied
+            )
+
+        return restore
+
+    def database_users(self, name: str) -> tuple[frozenset[int], tuple[str, ...]]:
+        """Every backend connected to ``name`` but ours; the server shows them all."""
+        rows = self._fetch(self._queries.list_database_sessions, {"name": name})
+        return frozenset(row[0] for row in rows), ()
+
+    def drop_database(self, name: str, *, force: bool, if_exists: bool) -> None:
+        """``DROP DATABASE``, ``WITH (FORCE)`` when asked, under a longer statement limit."""
+        from psycopg import sql
+
+        text = self._queries.drop_database_force if force else self._queries.drop_database
+        statement = sql.SQL(text).format(
+            name=sql.Identifier(name), if_exists=sql.SQL("IF EXISTS " if if_exists else "")
+        )
+        statement_ms = _milliseconds(self._statement_timeout_seconds)
+        lock_ms = _milliseconds(self._lock_timeout_seconds)
+        drop_ms = max(statement_ms, _milliseconds(DROP_TIMEOUT_SECONDS)) if statement_ms else 0
+        self._set_timeouts(drop_ms, lock_ms)
+        try:
+            self._run(
+                statement,
+                timeout_seconds=drop_ms / 1000,
+                denied=lambda: (
+                    f"not permitted to drop database {name!r}: it takes its owner or a "
+                    "superuser, and the privilege to end the sessions still on it"
+                ),
+            )
+        except BaseException:
+            # Keep the error that matters; a lost connection fails the reset too.
+            with contextlib.suppress(SessionwardError):
+                self._set_timeouts(statement_ms, lock_ms)
+            raise
+        self._set_timeouts(statement_ms, lock_ms)
+
     def close(self) -> None:
         """Close the connection; safe to call twice."""
         self._conn.close()
+
+    def _alter_database(
+        self, name: str, *, allow_connections: bool, is_template: bool, denied: str
+    ) -> None:
+        from psycopg import sql
+
+        statement = sql.SQL(self._queries.alter_database).format(
+            name=sql.Identifier(name),
+            allow_connections=sql.Literal(allow_connections),
+            is_template=sql.Literal(is_template),
+        )
+        self._run(statement, denied=lambda: denied)
+
+    def _set_timeouts(self, statement_ms: int, lock_ms: int) -> None:
+        self._fetch(
+            self._queries.set_timeouts,
+            {"statement_timeout": str(statement_ms), "lock_timeout": str(lock_ms)},
+        )
+
+    def _run(
+        self,
+        statement: Any,
+        *,
+        denied: Callable[[], str] | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Execute a statement that returns no rows (DDL)."""
+        with mapped_errors(
+            self._target,
+            statement_timeout_seconds=(
+                self._statement_timeout_seconds if timeout_seconds is None else timeout_seconds
+            ),
+            lock_timeout_seconds=self._lock_timeout_seconds,
+            denied=denied,
+        ):
+            self._conn.execute(statement)
 
     def _signal(self, sql: str, pid: int, verb: str) -> bool:
         rows = self._fetch(sql, {"pid": pid}, denied=lambda: self._refusal(verb, pid))

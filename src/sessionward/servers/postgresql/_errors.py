@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from ...core import (
     AuthenticationFailed,
+    ConfigurationError,
     ConnectionFailed,
+    DatabaseInUse,
     PermissionDenied,
     SessionwardError,
     Target,
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 QUERY_CANCELED = "57014"
 LOCK_NOT_AVAILABLE = "55P03"
 INSUFFICIENT_PRIVILEGE = "42501"
+#: DROP DATABASE: sessions, prepared transactions or replication slots use it.
+OBJECT_IN_USE = "55006"
+#: No database of that name.
+INVALID_CATALOG_NAME = "3D000"
 _AUTHENTICATION = frozenset({"28000", "28P01"})
 #: Our own session ended under us: terminated, crash, shutdown.
 _SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
@@ -137,6 +143,13 @@ def _query_error(
         )
     if state == INSUFFICIENT_PRIVILEGE:
         return PermissionDenied(denied() if denied else f"{where}: {reason(error, target)}")
+    if state == OBJECT_IN_USE:
+        # The DETAIL says by what: "There are 2 other sessions using the database."
+        detail = (error.diag.message_detail or "").strip().rstrip(".")
+        words = reason(error, target) + (f" ({detail[:1].lower()}{detail[1:]})" if detail else "")
+        return DatabaseInUse(f"{words}; nothing was dropped")
+    if state == INVALID_CATALOG_NAME:
+        return ConfigurationError(reason(error, target))
     return SessionwardError(f"query failed on {where} ({state}): {reason(error, target)}")
 
 

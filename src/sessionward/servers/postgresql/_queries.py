@@ -3,6 +3,10 @@
 Each query lives in ``queries/<verb>_<object>[_post_NNNNNN].sql``; a
 ``_post_NNNNNN`` file is the variant for ``server_version_num >= NNNNNN``.
 ``queries_for`` is the only place that looks at the server version.
+
+DDL takes no bound values, so the few statements that name a database carry
+``{placeholders}`` the adapter fills with ``psycopg.sql`` (``Identifier`` for
+names), never with string formatting; every other query binds ``%(name)s``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ class Queries:
     get_backend_owner: str
     #: ``None`` where ``pg_terminate_backend`` cannot wait (before 14): poll instead.
     wait_backend: str | None
+    get_database: str
+    list_database_sessions: str
+    #: The statements below hold ``{name}`` placeholders for ``psycopg.sql``.
+    alter_database: str
+    drop_database: str
+    #: ``WITH (FORCE)``, which every supported version (13+) has.
+    drop_database_force: str
 
 
 def queries_for(version_num: int) -> Queries:
@@ -58,6 +69,11 @@ def queries_for(version_num: int) -> Queries:
         terminate_backend=load("terminate_backend"),
         get_backend_owner=load("get_backend_owner"),
         wait_backend=load("wait_backend_post_140000") if post_14 else None,
+        get_database=load("get_database"),
+        list_database_sessions=load("list_database_sessions"),
+        alter_database=load("alter_database"),
+        drop_database=load("drop_database"),
+        drop_database_force=load("drop_database_force"),
     )
 
 
