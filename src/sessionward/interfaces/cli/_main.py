@@ -16,6 +16,8 @@ from ...core import (
     ACTIVE,
     ConfigurationError,
     ConnectionFailed,
+    DatabaseInUse,
+    DropResult,
     EndResult,
     Outcome,
     Safety,
@@ -224,6 +226,123 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
     else:
         console.print(_render.results_table(results, width=console.width))
     _exit_for(results, action)
+
+
+@cli.command("dropdb")
+@click.argument("name")
+@dsn_option
+@click.option(
+    "--force",
+    is_flag=True,
+    help="End every session on the database first (confirmed gone), then drop it.",
+)
+@click.option("--if-exists", is_flag=True, help="Succeed when there is no such database.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show the sessions that would be ended; change and drop nothing.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=DURATION,
+    default=DEFAULT_WAIT_SECONDS,
+    show_default=f"{DEFAULT_WAIT_SECONDS:g}s",
+    help="How long to wait for each session to end.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def dropdb_command(name: str, dsn: str | None, force: bool, if_exists: bool, dry_run: bool,
+                   yes: bool, wait_seconds: float, as_json: bool) -> None:  # fmt: skip
+    """Drop database NAME; with --force, first end every session on it.
+
+    PostgreSQL: new connections are refused first (ALLOW_CONNECTIONS false), every
+    session on it is terminated and confirmed gone, then DROP DATABASE … WITH (FORCE).
+    MariaDB/MySQL: the sessions using it as their schema or holding locks on its
+    tables are ended, then DROP DATABASE. Without --force, sessions on it make
+    dropdb refuse and change nothing. Never the database sessionward connects to.
+
+    Exit status: 0 when dropped (or it would be, with --dry-run; or it does not
+    exist, with --if-exists), 1 when not dropped (sessions on it without --force,
+    a session that could not be ended, no confirmation), 2 on bad input.
+    """
+    console = _render.make_console()
+    with open_control(dsn) as control:
+        try:
+            if not dry_run and not yes and _interactive():
+                _confirm_drop(control, console, name, force=force, if_exists=if_exists)
+            result = control.drop_database(
+                name, force=force, if_exists=if_exists, dry_run=dry_run, wait_seconds=wait_seconds
+            )
+        except DatabaseInUse as error:
+            _refuse_in_use(console, name, error, force=force, dry_run=dry_run, as_json=as_json)
+    if as_json:
+        click.echo(_render.drop_json(result, dry_run=dry_run))
+    else:
+        if result.ended:
+            console.print(_render.drop_table(result.ended, width=console.width))
+        for note in result.notes:
+            console.print(f"note: {note}", style="dim")
+        if result.dropped:
+            console.print(f"dropped database {name}")
+        elif not result.existed:
+            console.print(f"database {name} does not exist; nothing to drop")
+        elif dry_run:
+            console.print(f"would drop database {name}")
+    if result.existed and not result.dropped and not dry_run:
+        _exit_not_dropped(result)
+
+
+def _confirm_drop(
+    control: SessionControl, console: Console, name: str, *, force: bool, if_exists: bool
+) -> None:
+    """Show what the drop would end and ask; the preview raises as the real run would."""
+    preview = control.drop_database(name, force=force, if_exists=if_exists, dry_run=True)
+    if not preview.existed:
+        return
+    count = len(preview.ended)
+    if count:
+        console.print(_render.drop_table(preview.ended, width=console.width))
+    also = (
+        f" and end {'this session' if count == 1 else f'these {count} sessions'}" if count else ""
+    )
+    if not click.confirm(f"Drop database {name}{also}?"):
+        click.echo("sessionward: nothing was dropped", err=True)
+        sys.exit(EXIT_NOT_ALL_ENDED)
+
+
+def _refuse_in_use(console: Console, name: str, error: DatabaseInUse, *, force: bool,
+                   dry_run: bool, as_json: bool) -> NoReturn:  # fmt: skip
+    sessions = error.sessions
+    if as_json:
+        refused = DropResult(name, dropped=False, existed=True)
+        click.echo(_render.drop_json(refused, dry_run=dry_run, in_use=sessions, error=str(error)))
+    elif sessions:
+        console.print(_render.in_use_table(sessions, width=console.width))
+    if sessions and not force:
+        noun = "session uses" if len(sessions) == 1 else "sessions use"
+        line = f"database {name} not dropped: {len(sessions)} {noun} it (add --force to end them)"
+    else:
+        line = str(error)
+    click.echo(f"sessionward: {redact_url(line)}", err=True)
+    sys.exit(EXIT_NOT_ALL_ENDED)
+
+
+def _exit_not_dropped(result: DropResult) -> NoReturn:
+    failed = result.not_ended
+    counts: dict[str, int] = {}
+    for r in failed:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    click.echo(
+        f"sessionward: database {result.database} not dropped: {len(failed)} of "
+        f"{len(result.ended)} sessions on it not ended ({detail})",
+        err=True,
+    )
+    not_permitted = [r for r in failed if r.outcome is Outcome.NOT_PERMITTED]
+    if not_permitted:
+        click.echo(f"sessionward: {not_permitted[0].detail}", err=True)
+    sys.exit(EXIT_NOT_ALL_ENDED)
 
 
 def _choose(action: str, session_filter: Any, snapshot: Snapshot) -> list[Session]:

@@ -21,6 +21,7 @@ from ...core import (
     IDLE,
     IDLE_IN_TRANSACTION,
     IDLE_IN_TRANSACTION_ABORTED,
+    DropResult,
     EndResult,
     Outcome,
     Session,
@@ -343,6 +344,116 @@ def results_json(results: Iterable[EndResult]) -> str:
             }
         )
     return json.dumps(rows, indent=2)
+
+
+#: ``dropdb``: every session is on the same database (or holds a lock in it), so
+#: the client and idle age matter more than the database; the client goes first.
+_DROP_COLUMNS = (
+    Column("PID", right=True),
+    Column("OUTCOME"),
+    Column("USER", cap=16, drop_rank=4),
+    Column("DATABASE", cap=20, drop_rank=1),
+    Column("APP", cap=20, drop_rank=3),
+    Column("CLIENT", cap=22, drop_rank=0),
+    Column("STATE", cap=29, floor=13, drop_rank=2),
+    Column("IDLE", right=True),
+)
+_IN_USE_COLUMNS = (
+    Column("PID", right=True),
+    Column("USER", cap=16, drop_rank=4),
+    Column("DATABASE", cap=20, drop_rank=1),
+    Column("APP", cap=20, drop_rank=3),
+    Column("CLIENT", cap=22, drop_rank=0),
+    Column("STATE", cap=29, floor=13, drop_rank=2),
+    Column("XACT", right=True),
+    Column("IDLE", right=True),
+)
+
+
+def drop_table(results: Sequence[EndResult], *, width: int = 120) -> Table:
+    """``dropdb``: one line per session on the database, how its ending turned out."""
+    rows = []
+    for result in results:
+        s = result.session
+        rows.append(
+            [
+                Text(str(result.pid)),
+                Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
+                *_who_cells(s),
+                Text(format_age(s.idle_age_seconds) if s else ""),
+            ]
+        )
+    details = [r.detail or (one_line(r.session.query) if r.session else "") for r in results]
+    return fitted_table(_DROP_COLUMNS, rows, "WHY / QUERY", details, width=width)
+
+
+def in_use_table(sessions: Sequence[Session], *, width: int = 120) -> Table:
+    """``dropdb`` without ``--force``: the sessions that keep the database."""
+    rows = [
+        [
+            Text(str(s.pid)),
+            *_who_cells(s),
+            age_text(s.xact_age_seconds),
+            age_text(s.idle_age_seconds),
+        ]
+        for s in sessions
+    ]
+    queries = [one_line(s.query) for s in sessions]
+    return fitted_table(_IN_USE_COLUMNS, rows, "QUERY", queries, width=width)
+
+
+def _who_cells(s: Session | None) -> list[Text]:
+    if s is None:
+        return [Text("") for _ in range(5)]
+    return [
+        Text(s.user or ""),
+        Text(s.database or ""),
+        Text(s.application or ""),
+        Text(s.client if s.is_client else ""),
+        Text(s.state or ""),
+    ]
+
+
+def drop_json(
+    result: DropResult, *, dry_run: bool, in_use: Sequence[Session] = (), error: str = ""
+) -> str:
+    """``dropdb --json``: the database, whether it went, and each session's outcome."""
+    ended = []
+    for r in result.ended:
+        s = r.session
+        ended.append(
+            {
+                "pid": r.pid,
+                "outcome": r.outcome.value,
+                "detail": r.detail,
+                **_session_fields(s),
+            }
+        )
+    document = {
+        "database": result.database,
+        "dropped": result.dropped,
+        "existed": result.existed,
+        "dry_run": dry_run,
+        "ended": ended,
+        "in_use": [{"pid": s.pid, **_session_fields(s)} for s in in_use],
+        "notes": list(result.notes),
+        "error": error or None,
+    }
+    return json.dumps(document, indent=2)
+
+
+def _session_fields(s: Session | None) -> dict[str, Any]:
+    return {
+        "user": s.user if s else None,
+        "database": s.database if s else None,
+        "application": s.application if s else None,
+        "client_addr": s.client_addr if s else None,
+        "client_port": s.client_port if s else None,
+        "state": s.state if s else None,
+        "idle_age_seconds": s.idle_age_seconds if s else None,
+        "xact_age_seconds": s.xact_age_seconds if s else None,
+        "query": s.query if s else None,
+    }
 
 
 #: Width used when the output goes to a file or pipe: long enough that queries

@@ -213,9 +213,10 @@ class PostgresBackend:
             )
         rows = self._fetch(self._queries.get_database, {"name": name})
         if rows and rows[0][0]:
+            other = "template1" if name == "postgres" else "postgres"
             raise ConfigurationError(
                 f"cannot drop database {name!r}: sessionward is connected to it; "
-                "connect to another database, such as postgres"
+                f"connect to another database, such as {other}"
             )
         return bool(rows)
 
