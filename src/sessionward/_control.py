@@ -145,9 +145,7 @@ class SessionControl:
                 return result
             if result.not_ended:
                 _undo(restore, name)
-                left = len(result.not_ended)
-                why = f"not dropped: {left} of {len(ended)} sessions on it could not be ended"
-                return DropResult(name, False, True, ended, (*notes, why))
+                return result
             backend.drop_database(name, force=force, if_exists=if_exists)
         except BaseException:
             _undo(restore, name)

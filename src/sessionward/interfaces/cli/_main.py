@@ -281,8 +281,9 @@ def dropdb_command(name: str, dsn: str | None, force: bool, if_exists: bool, dry
     else:
         if result.ended:
             console.print(_render.drop_table(result.ended, width=console.width))
-        for note in result.notes:
-            console.print(f"note: {note}", style="dim")
+        if not result.dropped:  # once dropped, nothing unseen held it
+            for note in result.notes:
+                console.print(f"note: {note}", style="dim")
         if result.dropped:
             console.print(f"dropped database {name}")
         elif not result.existed:
