@@ -29,9 +29,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## make bench: the snapshot benchmark against the plain catalog query
+## make bench: the snapshot and dropdb benchmarks against the plain server statements
 bench: $(STAMP)
 	$(BIN)/python bench/snapshot.py
+	$(BIN)/python bench/dropdb.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
