@@ -309,3 +309,20 @@ def test_a_session_it_may_not_end_leaves_the_database_and_exits_1(pg, victims, r
     assert exists(pg, database)
     assert boss.run("SELECT 1") is not None
     psycopg.connect(pg.url_for(database)).close()  # connections are allowed again
+
+
+def test_json_refusal_names_the_sessions_in_use(server, victims, run_cli):
+    database = server.create_database()
+    victim = victims(server, database=database)
+    victim.run("SELECT 1")
+
+    result = run_cli("dropdb", database, "--dsn", server.url, "--json")
+
+    assert result.code == 1
+    document = json.loads(result.out)
+    assert (document["dropped"], document["existed"], document["ended"]) == (False, True, [])
+    assert [s["pid"] for s in document["in_use"]] == [victim.pid]
+    assert document["in_use"][0]["database"] == database
+    assert "in use by 1 session" in document["error"]
+    assert len(result.err.strip().splitlines()) == 1
+    assert exists(server, database)
