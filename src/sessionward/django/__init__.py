@@ -1,0 +1,40 @@
+"""sessionward for Django.
+
+``TEST_RUNNER = "sessionward.django.TestRunner"`` ends the sessions left on
+the test databases before Django creates and drops them, so ``manage.py test``
+never fails with "database … is being accessed by other users".
+``INSTALLED_APPS += ["sessionward.django"]`` adds ``manage.py sessions`` and
+``manage.py endsessions``.
+"""
+
+from ..core import DriverNotInstalled as _DriverNotInstalled
+
+try:
+    import django  # type: ignore[import-untyped]  # noqa: F401 - to say what is missing
+except ImportError:
+    raise _DriverNotInstalled(
+        "sessionward.django needs Django: pip install 'sessionward[django]'"
+    ) from None
+
+from ..integrations.django import (
+    TestDatabasePlan,
+    end_test_database_sessions,
+    name_of_test_database,
+    names_of_test_databases,
+    plan_test_databases,
+    server_url,
+    vendor_of,
+)
+from ..integrations.django._runner import SessionwardTestRunnerMixin, TestRunner
+
+__all__ = [
+    "SessionwardTestRunnerMixin",
+    "TestDatabasePlan",
+    "TestRunner",
+    "end_test_database_sessions",
+    "name_of_test_database",
+    "names_of_test_databases",
+    "plan_test_databases",
+    "server_url",
+    "vendor_of",
+]
