@@ -188,7 +188,7 @@ class SessionControl:
     def _signal_and_verify(
         self, action: Action, sessions: Collection[Session], wait_seconds: float
     ) -> dict[int, EndResult]:
-        signal: Callable[[int], bool] = (
+        signal: Callable[..., bool] = (
             self._backend.cancel if action is Action.CANCEL else self._backend.terminate
         )
         results: dict[int, EndResult] = {}
@@ -202,7 +202,7 @@ class SessionControl:
                 results[session.pid] = EndResult(session.pid, Outcome.ALREADY_GONE, why, session)
                 continue
             try:
-                sent = signal(session.pid)
+                sent = signal(session.pid, started_at=session.started_at)
             except PermissionDenied as denied:
                 results[session.pid] = EndResult(
                     session.pid, Outcome.NOT_PERMITTED, str(denied), session
@@ -226,8 +226,11 @@ class SessionControl:
             if not pending or remaining <= 0:
                 break
             if action is Action.TERMINATE:
+                first = next(iter(pending.values()))
                 self._backend.wait_for_exit(
-                    next(iter(pending)), timeout_seconds=min(remaining, _POLL_SECONDS)
+                    first.pid,
+                    timeout_seconds=min(remaining, _POLL_SECONDS),
+                    started_at=first.started_at,
                 )
             else:
                 time.sleep(min(remaining, _CANCEL_POLL_SECONDS))

@@ -53,7 +53,7 @@ class FakeBackend:
         self.calls.append("users")
         return frozenset(p for p, s in self.present.items() if s.database == name), ("a note",)
 
-    def terminate(self, pid):
+    def terminate(self, pid, *, started_at=None):
         self.calls.append(("terminate", pid))
         if pid in self.deny:
             raise PermissionDenied(f"not permitted to terminate pid {pid}")
@@ -62,7 +62,7 @@ class FakeBackend:
     def probe(self, pids):
         return {pid: None for pid in pids if pid in self.present}
 
-    def wait_for_exit(self, pid, *, timeout_seconds):
+    def wait_for_exit(self, pid, *, timeout_seconds, started_at=None):
         pass
 
     def drop_database(self, name, *, force, if_exists):

@@ -54,11 +54,11 @@ class FakeBackend:
             sessions=self.sessions,
         )
 
-    def cancel(self, pid):
+    def cancel(self, pid, *, started_at=None):
         self.calls.append(("cancel", pid))
         return self._signal(pid, Action.CANCEL)
 
-    def terminate(self, pid):
+    def terminate(self, pid, *, started_at=None):
         self.calls.append(("terminate", pid))
         return self._signal(pid, Action.TERMINATE)
 
@@ -75,7 +75,7 @@ class FakeBackend:
                 self.tokens[pid] = "q-next" if self.script.get(pid) == "next" else None
         return {pid: self.tokens[pid] for pid in pids if pid in self.tokens}
 
-    def wait_for_exit(self, pid, *, timeout_seconds):
+    def wait_for_exit(self, pid, *, timeout_seconds, started_at=None):
         self.calls.append(("wait_for_exit", pid))
         time.sleep(min(timeout_seconds, 0.002))
 

@@ -23,17 +23,20 @@ class Backend(Protocol):
         """Read every session, background processes included, and who blocks whom."""
         ...
 
-    def cancel(self, pid: int) -> bool:
+    def cancel(self, pid: int, *, started_at: str | None = None) -> bool:
         """Ask ``pid`` to stop its statement; False when no such session exists.
 
-        Raise ``PermissionDenied`` when the role may not signal it.
+        ``started_at`` (from the snapshot) makes a reused pid count as gone
+        instead of signalling a newer session.  Raise ``PermissionDenied``
+        when the role may not signal it.
         """
         ...
 
-    def terminate(self, pid: int) -> bool:
+    def terminate(self, pid: int, *, started_at: str | None = None) -> bool:
         """Ask ``pid`` to end its session; False when no such session exists.
 
-        Raise ``PermissionDenied`` when the role may not signal it.
+        ``started_at`` as for ``cancel``.  Raise ``PermissionDenied`` when the
+        role may not signal it.
         """
         ...
 
@@ -45,7 +48,9 @@ class Backend(Protocol):
         """
         ...
 
-    def wait_for_exit(self, pid: int, *, timeout_seconds: float) -> None:
+    def wait_for_exit(
+        self, pid: int, *, timeout_seconds: float, started_at: str | None = None
+    ) -> None:
         """Wait a little for ``pid``, a session already told to terminate, to exit.
 
         Return when it exited, when the timeout passed, or earlier (callers

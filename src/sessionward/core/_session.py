@@ -79,6 +79,10 @@ class Session:
     is_superuser: bool | None = None
     #: How many transactions this session holds the xmin horizon back (PostgreSQL).
     xmin_age: int | None = None
+    #: When the session began (ISO 8601, server clock).  With the pid it names
+    #: one session even after the pid is reused; ``None`` where ids are never
+    #: reused (MariaDB/MySQL) or the server hides it.
+    started_at: str | None = None
 
     @property
     def is_client(self) -> bool:

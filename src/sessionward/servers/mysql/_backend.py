@@ -236,12 +236,15 @@ class MySQLBackend:
             degraded=tuple(degraded),
         )
 
-    def cancel(self, pid: int) -> bool:
-        """Stop the statement ``pid`` runs with ``KILL QUERY``."""
+    def cancel(self, pid: int, *, started_at: str | None = None) -> bool:
+        """Stop the statement ``pid`` runs with ``KILL QUERY``.
+
+        ``started_at`` is not needed: connection ids are never reused.
+        """
         return self._kill(self._dialect.kill_query, pid)
 
-    def terminate(self, pid: int) -> bool:
-        """End the session ``pid`` with ``KILL CONNECTION``."""
+    def terminate(self, pid: int, *, started_at: str | None = None) -> bool:
+        """End the session ``pid`` with ``KILL CONNECTION`` (ids are never reused)."""
         return self._kill(self._dialect.kill_connection, pid)
 
     def probe(self, pids: Collection[int]) -> dict[int, str | None]:
@@ -257,7 +260,9 @@ class MySQLBackend:
             rows = self._all(self._dialect.probe_sessions, {"pids": wanted})
         return {int(r["pid"]): None if r["token"] is None else str(r["token"]) for r in rows}
 
-    def wait_for_exit(self, pid: int, *, timeout_seconds: float) -> None:
+    def wait_for_exit(
+        self, pid: int, *, timeout_seconds: float, started_at: str | None = None
+    ) -> None:
         """Sleep a poll interval: neither server can wait for a session's exit."""
         time.sleep(max(0.0, min(timeout_seconds, EXIT_POLL_SECONDS)))
 

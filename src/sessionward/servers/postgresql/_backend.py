@@ -169,13 +169,13 @@ class PostgresBackend:
             server=self._server, taken_at=taken_at, sessions=sessions, degraded=degraded
         )
 
-    def cancel(self, pid: int) -> bool:
-        """Send ``pid`` a cancel request; False when it is not a backend."""
-        return self._signal(self._queries.cancel_backend, pid, "cancel")
+    def cancel(self, pid: int, *, started_at: str | None = None) -> bool:
+        """Send ``pid`` a cancel request; False when that session is gone."""
+        return self._signal(self._queries.cancel_backend, pid, started_at, "cancel")
 
-    def terminate(self, pid: int) -> bool:
-        """Send ``pid`` a terminate request; False when it is not a backend."""
-        return self._signal(self._queries.terminate_backend, pid, "terminate")
+    def terminate(self, pid: int, *, started_at: str | None = None) -> bool:
+        """Send ``pid`` a terminate request; False when that session is gone."""
+        return self._signal(self._queries.terminate_backend, pid, started_at, "terminate")
 
     def probe(self, pids: Collection[int]) -> dict[int, str | None]:
         """Map each pid still present to the start time of its running statement."""
@@ -185,7 +185,9 @@ class PostgresBackend:
         rows = self._fetch(self._queries.probe_sessions, {"pids": wanted})
         return {row[0]: row[1] for row in rows}
 
-    def wait_for_exit(self, pid: int, *, timeout_seconds: float) -> None:
+    def wait_for_exit(
+        self, pid: int, *, timeout_seconds: float, started_at: str | None = None
+    ) -> None:
         """Wait on the server for ``pid`` to exit (14+), or sleep a poll interval (13)."""
         if timeout_seconds <= 0:
             return
@@ -200,7 +202,10 @@ class PostgresBackend:
             timeout_ms = min(timeout_ms, max(1, statement_ms // 2))
         try:
             # False with a WARNING when it did not exit in time or is gone: both fine.
-            self._fetch(self._queries.wait_backend, {"pid": pid, "timeout_ms": timeout_ms})
+            self._fetch(
+                self._queries.wait_backend,
+                {"pid": pid, "timeout_ms": timeout_ms, "started_at": started_at},
+            )
         except PermissionDenied:
             time.sleep(min(timeout_seconds, EXIT_POLL_SECONDS))
 
@@ -312,9 +317,13 @@ class PostgresBackend:
         ):
             self._conn.execute(statement)
 
-    def _signal(self, sql: str, pid: int, verb: str) -> bool:
-        rows = self._fetch(sql, {"pid": pid}, denied=lambda: self._refusal(verb, pid))
-        return bool(rows[0][0])
+    def _signal(self, sql: str, pid: int, started_at: str | None, verb: str) -> bool:
+        rows = self._fetch(
+            sql,
+            {"pid": pid, "started_at": started_at},
+            denied=lambda: self._refusal(verb, pid),
+        )
+        return bool(rows and rows[0][0])
 
     def _refusal(self, verb: str, pid: int) -> str:
         """Say which privilege the role lacks to signal ``pid``."""
@@ -386,6 +395,7 @@ def _session(row: Row) -> Session:
         query,
         is_superuser,
         xmin_age,
+        backend_start,
     ) = row
     return Session(
         pid=pid,
@@ -409,6 +419,7 @@ def _session(row: Row) -> Session:
         query=None if query == HIDDEN_QUERY else query,
         is_superuser=is_superuser,
         xmin_age=xmin_age,
+        started_at=backend_start.isoformat() if backend_start is not None else None,
     )
 
 

@@ -67,7 +67,8 @@ SELECT
     NULL::integer[] AS blocked_by,
     NULL::text AS query,
     NULL::boolean AS rolsuper,
-    NULL::integer AS xmin_age
+    NULL::integer AS xmin_age,
+    NULL::timestamptz AS backend_start
 FROM clock
 UNION ALL
 SELECT
@@ -92,7 +93,8 @@ SELECT
     CASE WHEN a.wait_event_type = 'Lock' THEN pg_catalog.pg_blocking_pids(a.pid) END,
     a.query,
     r.rolsuper,
-    pg_catalog.age(a.backend_xmin)
+    pg_catalog.age(a.backend_xmin),
+    a.backend_start
 FROM clock
 CROSS JOIN pg_catalog.pg_stat_activity AS a
 LEFT JOIN lock_waits AS w ON w.pid = a.pid AND a.wait_event_type = 'Lock'

@@ -1,2 +1,6 @@
--- Wait on the server, up to a timeout, for a backend already told to terminate to exit.
-SELECT pg_catalog.pg_terminate_backend(%(pid)s::integer, %(timeout_ms)s::bigint)
+-- Wait on the server, up to a timeout, for a session already told to terminate to exit.
+SELECT pg_catalog.pg_terminate_backend(a.pid, %(timeout_ms)s::bigint)
+FROM pg_catalog.pg_stat_activity AS a
+WHERE a.pid = %(pid)s::integer
+    -- The start time makes a reused pid miss rather than hit a newer session.
+    AND (%(started_at)s::timestamptz IS NULL OR a.backend_start = %(started_at)s::timestamptz)
