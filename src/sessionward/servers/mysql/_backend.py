@@ -44,6 +44,7 @@ from ._errors import (
     ER_LOCK_WAIT_TIMEOUT,
     ER_NO_SUCH_THREAD,
     connect_error,
+    driver_errors,
     errno_of,
     mapped_errors,
     translate,
@@ -154,7 +155,7 @@ class MySQLBackend:
                 program_name="sessionward",
                 **_url_options(target),
             )
-        except pymysql.err.Error as error:
+        except driver_errors().Error as error:
             raise connect_error(
                 error, target, connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS
             ) from error
@@ -297,7 +298,6 @@ class MySQLBackend:
 
     def drop_database(self, name: str, *, force: bool, if_exists: bool) -> None:
         """``DROP DATABASE`` under a short metadata-lock wait (the server has no FORCE)."""
-        import pymysql
 
         statement = compose(
             load(self._dialect.drop_database),
@@ -309,11 +309,11 @@ class MySQLBackend:
         try:
             with self._conn.cursor() as cursor:
                 cursor.execute(statement)  # no bound values: no % is read
-        except pymysql.err.Error as error:
+        except driver_errors().Error as error:
             raise self._drop_error(error, name) from error
         finally:
             # A lost connection fails this too: keep the error that matters.
-            with contextlib.suppress(pymysql.err.Error):
+            with contextlib.suppress(driver_errors().Error):
                 self._all(self._dialect.reset_lock_wait)
 
     def close(self) -> None:
@@ -381,11 +381,10 @@ class MySQLBackend:
         self, name: str, params: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]] | None:
         """Rows of a query, or ``None`` when this login lacks the privilege to read them."""
-        import pymysql
 
         try:
             return self._all(name, params)
-        except pymysql.err.Error as error:
+        except driver_errors().Error as error:
             if errno_of(error) in DENIED:
                 return None
             raise
@@ -457,14 +456,13 @@ class MySQLBackend:
             targets.setdefault(pid, target)
 
     def _kill(self, name: str, pid: int) -> bool:
-        import pymysql
 
         pid = _checked_pid(pid)
         if pid == self._server.own_pid:
             raise SessionwardError("refusing to end sessionward's own session")
         try:
             self._all(name, {"pid": pid})
-        except pymysql.err.Error as error:
+        except driver_errors().Error as error:
             errno = errno_of(error)
             if errno == ER_NO_SUCH_THREAD:
                 return False

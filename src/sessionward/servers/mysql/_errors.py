@@ -6,10 +6,11 @@ original error stays reachable as ``__cause__``.
 
 from __future__ import annotations
 
+import importlib
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...core import (
     AuthenticationFailed,
@@ -21,6 +22,17 @@ from ...core import (
 
 if TYPE_CHECKING:
     import pymysql
+
+
+def driver_errors() -> Any:
+    """PyMySQL's ``err`` module as PyMySQL itself raises from it.
+
+    Not ``pymysql.err``: under ``pymysql.install_as_MySQLdb()`` (Django does
+    ``from MySQLdb.converters import …``) that attribute is rebound to a second
+    copy of the module, whose classes PyMySQL never raises.
+    """
+    return importlib.import_module("pymysql.err")
+
 
 ER_DB_DROP_EXISTS = 1008
 ER_CON_COUNT_ERROR = 1040
@@ -84,11 +96,10 @@ def translate(
     error: pymysql.err.Error, target: Target, *, statement_limit_seconds: float
 ) -> SessionwardError:
     """Turn an error raised on an open connection into a sessionward error."""
-    import pymysql
 
     errno = errno_of(error)
     where = target.redacted()
-    if isinstance(error, pymysql.err.InterfaceError) or errno in LOST:
+    if isinstance(error, driver_errors().InterfaceError) or errno in LOST:
         return ConnectionFailed(f"lost the connection to {where} (error {errno})")
     if errno in STATEMENT_LIMIT:
         return SessionwardError(
@@ -104,11 +115,10 @@ def translate(
 @contextmanager
 def mapped_errors(target: Target, *, statement_limit_seconds: float) -> Iterator[None]:
     """Raise PyMySQL errors of the block as sessionward errors."""
-    import pymysql
 
     try:
         yield
-    except pymysql.err.Error as error:
+    except driver_errors().Error as error:
         raise translate(error, target, statement_limit_seconds=statement_limit_seconds) from error
 
 
