@@ -7,8 +7,8 @@ import pytest
 
 import sessionward.django
 import sessionward.integrations.django
-from sessionward.integrations.django._commands import EndSessionsCommand, SessionsCommand
 from sessionward.interfaces.cli._options import FILTER_KEYS
+from sessionward.interfaces.django._commands import EndSessionsCommand, SessionsCommand
 
 DJANGO_ALL = [
     "SessionwardTestRunnerMixin",

@@ -36,19 +36,6 @@ EXIT_NOT_ALL_ENDED = 1
 EXIT_ERROR = 2
 EXIT_INTERNAL = 3
 
-_SORT_KEYS: dict[str, Callable[[Session], Any]] = {
-    "pid": lambda s: s.pid,
-    "database": lambda s: s.database or "",
-    "user": lambda s: s.user or "",
-    "app": lambda s: s.application or "",
-    "client": lambda s: s.client,
-    "state": lambda s: s.state or "",
-    "session": lambda s: -(s.session_age_seconds or 0.0),
-    "xact": lambda s: -(s.xact_age_seconds or 0.0),
-    "idle": lambda s: -(s.idle_age_seconds or 0.0),
-    "query": lambda s: -(s.running_age_seconds or 0.0),
-    "wait": lambda s: -(s.wait_age_seconds or 0.0),
-}
 
 dsn_option = click.option(
     "--dsn",
@@ -88,7 +75,7 @@ def cli() -> None:
 )
 @click.option(
     "--sort",
-    type=click.Choice(sorted(_SORT_KEYS)),
+    type=click.Choice(sorted(_render.SORT_KEYS)),
     default="xact",
     show_default=True,
     help="Sort key; ages sort longest first.",
@@ -103,7 +90,9 @@ def ls_command(dsn: str | None, include_background: bool, sort: str, as_json: bo
     session_filter = build_filter(filters, include_background=include_background)
     with open_control(dsn) as control:
         snapshot = control.snapshot()
-    shown = sorted(session_filter.select(snapshot), key=lambda s: (_SORT_KEYS[sort](s), s.pid))
+    shown = sorted(
+        session_filter.select(snapshot), key=lambda s: (_render.SORT_KEYS[sort](s), s.pid)
+    )
     if as_json:  # the snapshot carries its own "degraded" notes
         click.echo(_render.sessions_json(snapshot, shown))
     elif as_csv:

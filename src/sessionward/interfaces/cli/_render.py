@@ -7,7 +7,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,22 @@ _STATE_STYLE = {
     IDLE: "dim",
     IDLE_IN_TRANSACTION: "yellow",
     IDLE_IN_TRANSACTION_ABORTED: "red",
+}
+
+
+#: ``ls --sort`` keys; ages sort longest first.
+SORT_KEYS: dict[str, Callable[[Session], Any]] = {
+    "pid": lambda s: s.pid,
+    "database": lambda s: s.database or "",
+    "user": lambda s: s.user or "",
+    "app": lambda s: s.application or "",
+    "client": lambda s: s.client,
+    "state": lambda s: s.state or "",
+    "session": lambda s: -(s.session_age_seconds or 0.0),
+    "xact": lambda s: -(s.xact_age_seconds or 0.0),
+    "idle": lambda s: -(s.idle_age_seconds or 0.0),
+    "query": lambda s: -(s.running_age_seconds or 0.0),
+    "wait": lambda s: -(s.wait_age_seconds or 0.0),
 }
 
 

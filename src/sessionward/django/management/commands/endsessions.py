@@ -1,5 +1,5 @@
 """``manage.py endsessions``: terminate or cancel sessions, with the CLI's protections."""
 
-from ....integrations.django._commands import EndSessionsCommand as Command
+from ....interfaces.django._commands import EndSessionsCommand as Command
 
 __all__ = ["Command"]

@@ -33,10 +33,9 @@ from ...core import (
     redact_url,
     root_blockers,
 )
-from ...interfaces.cli import _render
-from ...interfaces.cli._main import _SORT_KEYS
-from ...interfaces.cli._options import build_filter
-from ._databases import server_url, vendor_of
+from ...integrations.django._databases import server_url, vendor_of
+from ..cli import _render
+from ..cli._options import build_filter
 
 #: Exit statuses, as the CLI's: 1 some session not ended, 2 bad input or no server.
 EXIT_NOT_ALL_ENDED = 1
@@ -197,7 +196,7 @@ class SessionsCommand(_SessionsCommand):
         )
         parser.add_argument(
             "--sort",
-            choices=sorted(_SORT_KEYS),
+            choices=sorted(_render.SORT_KEYS),
             default="xact",
             help="Sort key; ages sort longest first. Defaults to xact.",
         )
@@ -213,7 +212,7 @@ class SessionsCommand(_SessionsCommand):
         session_filter = build_filter(options, include_background=options["include_background"])
         with self.open_control(options["database"]) as control:
             snapshot = control.snapshot()
-        sort_key = _SORT_KEYS[options["sort"]]
+        sort_key = _render.SORT_KEYS[options["sort"]]
         shown = sorted(session_filter.select(snapshot), key=lambda s: (sort_key(s), s.pid))
         if options["as_json"]:
             self.stdout.write(_render.sessions_json(snapshot, shown))

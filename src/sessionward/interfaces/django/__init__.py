@@ -1,0 +1,1 @@
+"""Django management commands ``sessions`` and ``endsessions``: the CLI inside ``manage.py``."""
