@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ._filter import SessionFilter
 from ._session import ACTIVE, CLIENT, REPLICATION, Session, Snapshot
 
 
@@ -93,3 +94,32 @@ def plan(
             assert session is not None
             allowed.append(session)
     return tuple(allowed), tuple(refused)
+
+
+def candidates(action: Action, session_filter: SessionFilter, snapshot: Snapshot) -> list[int]:
+    """The pids a filter chooses for ``action``.
+
+    Cancelling an idle session does nothing, so for ``cancel`` a filter means
+    "the sessions running a statement".
+    """
+    matched = session_filter.select(snapshot)
+    if action is Action.CANCEL:
+        matched = tuple(s for s in matched if s.state == ACTIVE)
+    return [s.pid for s in matched]
+
+
+def failure_summary(results: Sequence[EndResult], action: Action) -> str | None:
+    """One line on what was not ended, naming a missing privilege; ``None`` if all were."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return None
+    counts: dict[str, int] = {}
+    for result in failed:
+        counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
+    detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    noun = "statement" if action is Action.CANCEL else "session"
+    line = f"{len(failed)} of {len(results)} {noun}s not ended ({detail})"
+    not_permitted = [r for r in failed if r.outcome is Outcome.NOT_PERMITTED]
+    if not_permitted:
+        line += f": {not_permitted[0].detail}"
+    return line

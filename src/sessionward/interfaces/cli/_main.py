@@ -13,7 +13,6 @@ from rich.console import Console
 from ... import __version__
 from ..._control import DEFAULT_WAIT_SECONDS, SessionControl, connect
 from ...core import (
-    ACTIVE,
     ConfigurationError,
     ConnectionFailed,
     DatabaseInUse,
@@ -21,12 +20,12 @@ from ...core import (
     EndResult,
     Outcome,
     Safety,
-    Session,
     SessionwardError,
     Snapshot,
     redact_url,
     root_blockers,
 )
+from ...core._endings import Action, candidates, failure_summary
 from . import _render
 from ._options import DURATION, build_filter, filter_options, pop_filter_options
 from ._target import resolve_url
@@ -187,7 +186,7 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
     console = _render.make_console()
     with open_control(dsn) as control:
         snapshot = control.snapshot()
-        chosen = list(pids) or [s.pid for s in _choose(action, session_filter, snapshot)]
+        chosen = list(pids) or candidates(Action(action), session_filter, snapshot)
         if roots:
             chosen = list(root_blockers(snapshot, chosen))
         if not chosen:
@@ -335,30 +334,11 @@ def _exit_not_dropped(result: DropResult) -> NoReturn:
     sys.exit(EXIT_NOT_ALL_ENDED)
 
 
-def _choose(action: str, session_filter: Any, snapshot: Snapshot) -> list[Session]:
-    matched = session_filter.select(snapshot)
-    if action == "cancel":
-        # Cancelling an idle session does nothing; a filter means "the running ones".
-        matched = tuple(s for s in matched if s.state == ACTIVE)
-    return list(matched)
-
-
 def _exit_for(results: Sequence[EndResult], action: str) -> None:
-    failed = [r for r in results if not r.ok]
-    if not failed:
-        return
-    counts: dict[str, int] = {}
-    for result in failed:
-        counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
-    detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-    noun = "statement" if action == "cancel" else "session"
-    click.echo(
-        f"sessionward: {len(failed)} of {len(results)} {noun}s not ended ({detail})", err=True
-    )
-    not_permitted = [r for r in failed if r.outcome is Outcome.NOT_PERMITTED]
-    if not_permitted:
-        click.echo(f"sessionward: {not_permitted[0].detail}", err=True)
-    sys.exit(EXIT_NOT_ALL_ENDED)
+    summary = failure_summary(results, Action(action))
+    if summary is not None:
+        click.echo(f"sessionward: {summary}", err=True)
+        sys.exit(EXIT_NOT_ALL_ENDED)
 
 
 def _interactive() -> bool:

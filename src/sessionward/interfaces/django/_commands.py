@@ -20,19 +20,16 @@ from rich.console import Console, RenderableType
 
 from ..._control import DEFAULT_WAIT_SECONDS, SessionControl, connect
 from ...core import (
-    ACTIVE,
     ConfigurationError,
     EndResult,
     Outcome,
     Safety,
-    Session,
-    SessionFilter,
     SessionwardError,
-    Snapshot,
     parse_duration,
     redact_url,
     root_blockers,
 )
+from ...core._endings import Action, candidates, failure_summary
 from ...integrations.django._databases import server_url, vendor_of
 from ..cli import _render
 from ..cli._options import build_filter
@@ -309,7 +306,7 @@ class EndSessionsCommand(_SessionsCommand):
         )
         with self.open_control(options["database"]) as control:
             snapshot = control.snapshot()
-            chosen = pids or [s.pid for s in _choose(action, session_filter, snapshot)]
+            chosen = pids or candidates(Action(action), session_filter, snapshot)
             if options["roots"]:
                 chosen = list(root_blockers(snapshot, chosen))
             if not chosen:
@@ -343,25 +340,7 @@ class EndSessionsCommand(_SessionsCommand):
         return _render.results_table(results, width=terminal_width())
 
 
-def _choose(action: str, session_filter: SessionFilter, snapshot: Snapshot) -> list[Session]:
-    matched = session_filter.select(snapshot)
-    if action == "cancel":
-        # Cancelling an idle session does nothing; a filter means "the running ones".
-        matched = tuple(s for s in matched if s.state == ACTIVE)
-    return list(matched)
-
-
 def _raise_unless_all_ended(results: Sequence[EndResult], action: str) -> None:
-    failed = [r for r in results if not r.ok]
-    if not failed:
-        return
-    counts: dict[str, int] = {}
-    for result in failed:
-        counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
-    detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-    noun = "statement" if action == "cancel" else "session"
-    message = f"{len(failed)} of {len(results)} {noun}s not ended ({detail})"
-    not_permitted = [r for r in failed if r.outcome is Outcome.NOT_PERMITTED]
-    if not_permitted:
-        message += f": {not_permitted[0].detail}"
-    raise CommandError(message, returncode=EXIT_NOT_ALL_ENDED)
+    summary = failure_summary(results, Action(action))
+    if summary is not None:
+        raise CommandError(summary, returncode=EXIT_NOT_ALL_ENDED)
