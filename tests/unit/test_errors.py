@@ -6,11 +6,26 @@ from sessionward.core import (
     AuthenticationFailed,
     ConfigurationError,
     ConnectionFailed,
+    ConnectionLost,
     DatabaseInUse,
+    Deadlock,
     DriverNotInstalled,
+    IdleInTransactionTimeout,
+    IdleSessionTimeout,
+    LockTimeout,
     PermissionDenied,
+    QueryCanceled,
+    SerializationFailure,
+    ServerShuttingDown,
+    SessionEnded,
+    SessionTerminated,
     SessionwardError,
+    StatementInterrupted,
+    StatementTimeout,
+    TransactionTimeout,
+    UnsupportedSetting,
 )
+from sessionward.core._errors import _Ending
 
 ERRORS = [
     SessionwardError,
@@ -20,7 +35,23 @@ ERRORS = [
     AuthenticationFailed,
     PermissionDenied,
     DatabaseInUse,
+    UnsupportedSetting,
+    StatementInterrupted,
+    QueryCanceled,
+    StatementTimeout,
+    LockTimeout,
+    Deadlock,
+    SerializationFailure,
+    SessionEnded,
+    SessionTerminated,
+    IdleInTransactionTimeout,
+    IdleSessionTimeout,
+    TransactionTimeout,
+    ServerShuttingDown,
+    ConnectionLost,
 ]
+#: Needed to build them, beyond the message.
+REQUIRED = {UnsupportedSetting: {"setting": "transaction_timeout"}}
 
 
 def _subclasses(cls):
@@ -31,12 +62,12 @@ def _subclasses(cls):
 
 def test_the_list_covers_every_subclass():
     ours = {c for c in _subclasses(SessionwardError) if c.__module__.startswith("sessionward.")}
-    assert ours == set(ERRORS) - {SessionwardError}
+    assert ours - {_Ending} == set(ERRORS) - {SessionwardError}
 
 
 @pytest.mark.parametrize("cls", ERRORS, ids=lambda c: c.__name__)
 def test_errors_pickle_with_their_message(cls):
-    error = cls("pid 42: must be superuser to terminate")
+    error = cls("pid 42: must be superuser to terminate", **REQUIRED.get(cls, {}))
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
         copy = pickle.loads(pickle.dumps(error, protocol=protocol))
         assert type(copy) is cls
@@ -53,6 +84,20 @@ def test_errors_pickle_with_their_message(cls):
         (AuthenticationFailed, ConnectionFailed),
         (PermissionDenied, SessionwardError),
         (DatabaseInUse, SessionwardError),
+        (UnsupportedSetting, ConfigurationError),
+        (StatementInterrupted, _Ending),
+        (QueryCanceled, StatementInterrupted),
+        (StatementTimeout, StatementInterrupted),
+        (LockTimeout, StatementInterrupted),
+        (Deadlock, StatementInterrupted),
+        (SerializationFailure, StatementInterrupted),
+        (SessionEnded, _Ending),
+        (SessionTerminated, SessionEnded),
+        (IdleInTransactionTimeout, SessionEnded),
+        (IdleSessionTimeout, SessionEnded),
+        (TransactionTimeout, SessionEnded),
+        (ServerShuttingDown, SessionEnded),
+        (ConnectionLost, SessionEnded),
     ],
 )
 def test_tree(cls, parent):

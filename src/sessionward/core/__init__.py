@@ -4,6 +4,7 @@ Nothing here does I/O or imports a database driver.
 """
 
 from ._blockers import WaitNode, lock_forest, root_blockers
+from ._classify import classify, translate
 from ._drop import DropResult
 from ._durations import format_age, parse_duration
 from ._endings import Action, EndResult, Outcome, Safety, plan, refusal
@@ -11,10 +12,24 @@ from ._errors import (
     AuthenticationFailed,
     ConfigurationError,
     ConnectionFailed,
+    ConnectionLost,
     DatabaseInUse,
+    Deadlock,
     DriverNotInstalled,
+    IdleInTransactionTimeout,
+    IdleSessionTimeout,
+    LockTimeout,
     PermissionDenied,
+    QueryCanceled,
+    SerializationFailure,
+    ServerShuttingDown,
+    SessionEnded,
+    SessionTerminated,
     SessionwardError,
+    StatementInterrupted,
+    StatementTimeout,
+    TransactionTimeout,
+    UnsupportedSetting,
 )
 from ._filter import SessionFilter, compile_query_regex, parse_client, parse_state
 from ._protocol import Backend
@@ -41,6 +56,7 @@ from ._snapshot_json import (
     snapshot_to_dict,
 )
 from ._target import Target, parse_target, redact_url
+from ._timeouts import Timeouts
 
 __all__ = [
     "ACTIVE",
@@ -57,21 +73,37 @@ __all__ = [
     "Backend",
     "ConfigurationError",
     "ConnectionFailed",
+    "ConnectionLost",
     "DatabaseInUse",
+    "Deadlock",
     "DriverNotInstalled",
     "DropResult",
     "EndResult",
     "Engine",
+    "IdleInTransactionTimeout",
+    "IdleSessionTimeout",
+    "LockTimeout",
     "Outcome",
     "PermissionDenied",
+    "QueryCanceled",
     "Safety",
+    "SerializationFailure",
     "ServerInfo",
+    "ServerShuttingDown",
     "Session",
+    "SessionEnded",
     "SessionFilter",
+    "SessionTerminated",
     "SessionwardError",
     "Snapshot",
+    "StatementInterrupted",
+    "StatementTimeout",
     "Target",
+    "Timeouts",
+    "TransactionTimeout",
+    "UnsupportedSetting",
     "WaitNode",
+    "classify",
     "compile_query_regex",
     "dump_snapshot",
     "format_age",
@@ -88,4 +120,5 @@ __all__ = [
     "snapshot_from_dict",
     "snapshot_json_schema",
     "snapshot_to_dict",
+    "translate",
 ]

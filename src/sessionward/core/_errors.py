@@ -3,22 +3,56 @@
 ::
 
     SessionwardError
-    ├── ConfigurationError        bad input: a URL, a filter, a duration, a missing driver
-    │   └── DriverNotInstalled    the extra for this server is not installed
-    ├── ConnectionFailed          the server could not be reached or refused the login
-    │   └── AuthenticationFailed  wrong user or password
-    ├── PermissionDenied          the role lacks a privilege the action needs
-    └── DatabaseInUse             sessions (or locks, prepared transactions) keep a database
-                                  from being dropped; nothing was dropped
+    ├── ConfigurationError          bad input: a URL, a filter, a duration, a missing driver
+    │   ├── DriverNotInstalled      the extra for this server is not installed
+    │   └── UnsupportedSetting      the server cannot honour a timeout (names the version)
+    ├── ConnectionFailed            the server could not be reached or refused the login
+    │   └── AuthenticationFailed    wrong user or password
+    ├── PermissionDenied            the role lacks a privilege the action needs
+    ├── DatabaseInUse               sessions, locks or prepared transactions keep a database
+    │                               from being dropped; nothing was dropped
+    ├── StatementInterrupted        the statement ended; the connection survives
+    │   ├── QueryCanceled           pg_cancel_backend, KILL QUERY
+    │   ├── StatementTimeout        statement_timeout, max_statement_time, max_execution_time
+    │   ├── LockTimeout             lock_timeout, innodb_lock_wait_timeout, NOWAIT
+    │   ├── Deadlock                the server broke a deadlock by failing this transaction
+    │   └── SerializationFailure    a concurrent update made this transaction unserializable
+    └── SessionEnded                the connection is gone
+        ├── SessionTerminated       pg_terminate_backend, fast shutdown, KILL (1927)
+        ├── IdleInTransactionTimeout
+        ├── IdleSessionTimeout
+        ├── TransactionTimeout
+        ├── ServerShuttingDown      crash restart, starting up, shutting down
+        └── ConnectionLost          no reason from the server: network, KILL and restart on
+                                    MariaDB/MySQL (2006, 2013), a connection already closed
 
-Errors carry a message (``DatabaseInUse`` also the sessions it saw) and pickle
-across processes.  At the CLI edge
-every ``SessionwardError`` becomes one line on stderr and a non-zero exit.
+The ending classes (``StatementInterrupted``, ``SessionEnded`` and below) carry
+two facts on the class, so ``classify()`` can answer without an instance:
+
+``connection_usable``
+    The same connection can run statements again.  On PostgreSQL an open
+    transaction refuses every statement (``25P02``) until ``ROLLBACK``; on
+    MariaDB/MySQL only the failed statement was undone and the transaction is
+    still open, so roll it back before going on.
+
+``transaction_retry_safe``
+    Rolling back and rerunning the *whole* transaction from its start applies
+    it at most once: nothing of it can have committed.  For connection-level
+    endings the server has already rolled it back.  ``ConnectionLost`` says
+    ``False``: with no word from the server, a statement in flight in
+    autocommit mode may still have committed there.  Neither fact covers a
+    failure raised by ``COMMIT`` itself: whatever the class, the outcome of an
+    interrupted ``COMMIT`` is unknown.
+
+Errors carry a message and a few plain attributes so they pickle across
+processes; the driver error they were made from stays as ``__cause__`` (and is
+not pickled).  At the CLI edge every ``SessionwardError`` becomes one line on
+stderr and a non-zero exit.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -34,6 +68,22 @@ class ConfigurationError(SessionwardError):
 
 class DriverNotInstalled(ConfigurationError):
     """The database driver for a server kind is missing."""
+
+
+class UnsupportedSetting(ConfigurationError):
+    """A timeout the server (or this server version) cannot honour.
+
+    ``setting`` names the server setting (``transaction_timeout``); ``server``
+    names the server and version when known (``PostgreSQL 15.20``).
+    """
+
+    def __init__(self, message: str, *, setting: str, server: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.server = server
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, {"setting": self.setting, "server": self.server}))
 
 
 class ConnectionFailed(SessionwardError):
@@ -58,3 +108,95 @@ class DatabaseInUse(SessionwardError):
     def __init__(self, message: str, *, sessions: tuple[Session, ...] = ()) -> None:
         super().__init__(message)
         self.sessions = sessions
+
+
+class _Ending(SessionwardError):
+    """A statement or session the server (or the network) ended."""
+
+    connection_usable: ClassVar[bool]
+    transaction_retry_safe: ClassVar[bool]
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        #: The SQLSTATE (``"57P01"``) or MariaDB/MySQL error number (``"2013"``), if any.
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, {"code": self.code}))
+
+
+class StatementInterrupted(_Ending):
+    """The statement ended early; the connection survives.
+
+    Also raised for a PostgreSQL ``57014`` whose text is not one of the two
+    English messages (a non-English ``lc_messages``): then it cannot be told
+    whether a timeout or a cancel stopped the statement.
+    """
+
+    connection_usable = True
+    transaction_retry_safe = True
+
+
+class QueryCanceled(StatementInterrupted):
+    """Someone cancelled the statement: ``pg_cancel_backend``, ``KILL QUERY``."""
+
+
+class StatementTimeout(StatementInterrupted):
+    """The statement ran past the session's statement time limit."""
+
+
+class LockTimeout(StatementInterrupted):
+    """The statement waited too long for a lock (or would not wait: ``NOWAIT``)."""
+
+
+class Deadlock(StatementInterrupted):
+    """The server broke a deadlock by failing this transaction; rerun it whole."""
+
+
+class SerializationFailure(StatementInterrupted):
+    """A concurrent change made this transaction unserializable; rerun it whole."""
+
+
+class SessionEnded(_Ending):
+    """The connection is gone: the server ended the session, or the link broke."""
+
+    connection_usable = False
+    transaction_retry_safe = True
+
+
+class SessionTerminated(SessionEnded):
+    """The server ended the session: ``pg_terminate_backend``, fast shutdown, ``KILL``."""
+
+
+class IdleInTransactionTimeout(SessionEnded):
+    """The session sat idle inside a transaction past its limit."""
+
+
+class IdleSessionTimeout(SessionEnded):
+    """The session sat idle (outside a transaction) past its limit."""
+
+
+class TransactionTimeout(SessionEnded):
+    """The transaction ran past its limit (PostgreSQL 17+ ``transaction_timeout``)."""
+
+
+class ServerShuttingDown(SessionEnded):
+    """The server crashed, is shutting down or is still starting up."""
+
+
+class ConnectionLost(SessionEnded):
+    """The connection broke without a reason from the server.
+
+    A network failure, or, on MariaDB/MySQL, every server-side ending (``KILL``,
+    ``wait_timeout``, a restart): the client library sees only ``2006`` or
+    ``2013``.  Also a connection that was already closed when used.
+    """
+
+    transaction_retry_safe = False
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], attributes: dict[str, Any]) -> Exception:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(attributes)
+    return error
