@@ -18,6 +18,7 @@ except ImportError:
 
 from ..integrations.django import (
     TestDatabasePlan,
+    database_options,
     end_test_database_sessions,
     name_of_test_database,
     names_of_test_databases,
@@ -31,6 +32,7 @@ __all__ = [
     "SessionwardTestRunnerMixin",
     "TestDatabasePlan",
     "TestRunner",
+    "database_options",
     "end_test_database_sessions",
     "name_of_test_database",
     "names_of_test_databases",

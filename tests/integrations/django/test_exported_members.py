@@ -14,6 +14,7 @@ DJANGO_ALL = [
     "SessionwardTestRunnerMixin",
     "TestDatabasePlan",
     "TestRunner",
+    "database_options",
     "end_test_database_sessions",
     "name_of_test_database",
     "names_of_test_databases",
@@ -24,6 +25,7 @@ DJANGO_ALL = [
 INTEGRATION_ALL = [
     "TestDatabaseGroup",
     "TestDatabasePlan",
+    "database_options",
     "end_test_database_sessions",
     "name_of_test_database",
     "names_of_test_databases",

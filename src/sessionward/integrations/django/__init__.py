@@ -11,10 +11,12 @@ from ._leftovers import (
     end_test_database_sessions,
     plan_test_databases,
 )
+from ._timeouts import database_options
 
 __all__ = [
     "TestDatabaseGroup",
     "TestDatabasePlan",
+    "database_options",
     "end_test_database_sessions",
     "name_of_test_database",
     "names_of_test_databases",
