@@ -8,6 +8,7 @@ from ._control import DEFAULT_WAIT_SECONDS, SessionControl, connect
 from .core import (
     Action,
     AuthenticationFailed,
+    CommitOutcomeUnknown,
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_WAIT_SECONDS",
     "Action",
     "AuthenticationFailed",
+    "CommitOutcomeUnknown",
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionLost",

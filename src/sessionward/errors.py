@@ -10,6 +10,7 @@
     │   └── AuthenticationFailed
     ├── PermissionDenied
     ├── DatabaseInUse
+    ├── CommitOutcomeUnknown
     ├── StatementInterrupted            the statement ended; the connection survives
     │   ├── QueryCanceled               pg_cancel_backend (57014), KILL QUERY (1317)
     │   ├── StatementTimeout            statement_timeout (57014), max_statement_time (1969),
@@ -50,6 +51,7 @@ transaction is safe (``transaction_retry_safe``).  See
 
 from .core import (
     AuthenticationFailed,
+    CommitOutcomeUnknown,
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
@@ -76,6 +78,7 @@ from .core import (
 
 __all__ = [
     "AuthenticationFailed",
+    "CommitOutcomeUnknown",
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionLost",

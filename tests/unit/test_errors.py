@@ -4,6 +4,7 @@ import pytest
 
 from sessionward.core import (
     AuthenticationFailed,
+    CommitOutcomeUnknown,
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
@@ -34,6 +35,7 @@ ERRORS = [
     ConnectionFailed,
     AuthenticationFailed,
     PermissionDenied,
+    CommitOutcomeUnknown,
     DatabaseInUse,
     UnsupportedSetting,
     StatementInterrupted,

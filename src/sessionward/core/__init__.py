@@ -10,6 +10,7 @@ from ._durations import format_age, parse_duration
 from ._endings import Action, EndResult, Outcome, Safety, plan, refusal
 from ._errors import (
     AuthenticationFailed,
+    CommitOutcomeUnknown,
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
@@ -71,6 +72,7 @@ __all__ = [
     "Action",
     "AuthenticationFailed",
     "Backend",
+    "CommitOutcomeUnknown",
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionLost",

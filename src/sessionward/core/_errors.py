@@ -11,6 +11,8 @@
     ├── PermissionDenied            the role lacks a privilege the action needs
     ├── DatabaseInUse               sessions, locks or prepared transactions keep a database
     │                               from being dropped; nothing was dropped
+    ├── CommitOutcomeUnknown        the connection died during COMMIT: the transaction may
+    │                               or may not have been applied; never rerun blindly
     ├── StatementInterrupted        the statement ended; the connection survives
     │   ├── QueryCanceled           pg_cancel_backend, KILL QUERY
     │   ├── StatementTimeout        statement_timeout, max_statement_time, max_execution_time
@@ -108,6 +110,16 @@ class DatabaseInUse(SessionwardError):
     def __init__(self, message: str, *, sessions: tuple[Session, ...] = ()) -> None:
         super().__init__(message)
         self.sessions = sessions
+
+
+class CommitOutcomeUnknown(SessionwardError):
+    """The connection was lost while ``COMMIT`` was in flight.
+
+    The server may have applied the transaction or not; rerunning it could
+    apply it twice.  Raised by sessionward's retrying wrappers instead of a
+    retry; the ending that interrupted the ``COMMIT`` is the ``__cause__``.
+    Check for the transaction's effect (an idempotency key) before redoing it.
+    """
 
 
 class _Ending(SessionwardError):
