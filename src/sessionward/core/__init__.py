@@ -5,6 +5,7 @@ Nothing here does I/O or imports a database driver.
 
 from ._blockers import WaitNode, lock_forest, root_blockers
 from ._classify import classify, translate
+from ._decide import Decision, History, Sweep, Verdict, decide
 from ._drop import DropResult
 from ._durations import format_age, parse_duration
 from ._endings import Action, EndResult, Outcome, Safety, plan, refusal
@@ -33,6 +34,8 @@ from ._errors import (
     UnsupportedSetting,
 )
 from ._filter import SessionFilter, compile_query_regex, parse_client, parse_state
+from ._policy import Limits, Match, Policy, PolicyAction, Protect, Rule, Victims
+from ._policy_toml import parse_policy
 from ._protocol import Backend
 from ._session import (
     ACTIVE,
@@ -78,16 +81,24 @@ __all__ = [
     "ConnectionLost",
     "DatabaseInUse",
     "Deadlock",
+    "Decision",
     "DriverNotInstalled",
     "DropResult",
     "EndResult",
     "Engine",
+    "History",
     "IdleInTransactionTimeout",
     "IdleSessionTimeout",
+    "Limits",
     "LockTimeout",
+    "Match",
     "Outcome",
     "PermissionDenied",
+    "Policy",
+    "PolicyAction",
+    "Protect",
     "QueryCanceled",
+    "Rule",
     "Safety",
     "SerializationFailure",
     "ServerInfo",
@@ -100,19 +111,24 @@ __all__ = [
     "Snapshot",
     "StatementInterrupted",
     "StatementTimeout",
+    "Sweep",
     "Target",
     "Timeouts",
     "TransactionTimeout",
     "UnsupportedSetting",
+    "Verdict",
+    "Victims",
     "WaitNode",
     "classify",
     "compile_query_regex",
+    "decide",
     "dump_snapshot",
     "format_age",
     "load_snapshot",
     "lock_forest",
     "parse_client",
     "parse_duration",
+    "parse_policy",
     "parse_state",
     "parse_target",
     "plan",

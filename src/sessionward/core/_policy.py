@@ -1,0 +1,264 @@
+"""The reaper's policy: rules that say which sessions to end, how, and how many.
+
+Semantics, the same everywhere:
+
+- Within a ``match`` (or one ``exclude`` entry), fields AND together; the
+  values of one field are alternatives (OR).  An empty match selects every
+  client session.
+- Thresholds are strictly "over": ``idle_over = 5`` matches at 5.001 s, not at 5 s.
+  A threshold on an age that does not apply (``query_over`` on an idle
+  session, ``xact_over`` outside a transaction) does not match.
+- A session matching any ``exclude`` entry of a rule is left alone by that rule.
+- ``protect`` wins over every rule: a session whose user, application,
+  database or client matches any of its entries is never ended.  Our own
+  session, background processes and replication senders are always
+  protected; superusers are, unless the rule says ``include_superusers``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field, replace
+
+from ._filter import Network, _any_client, _any_glob
+from ._session import ACTIVE, CLIENT, IDLE_IN_TRANSACTION, Session, Snapshot
+
+#: How far from matching a session exactly at its threshold is.
+_HAIR_SECONDS = 1e-6
+
+
+class PolicyAction(str, enum.Enum):
+    REPORT = "report"
+    CANCEL = "cancel"
+    TERMINATE = "terminate"
+    #: Cancel the statement; terminate after ``grace_seconds`` if the rule still matches.
+    CANCEL_THEN_TERMINATE = "cancel_then_terminate"
+
+
+class Victims(str, enum.Enum):
+    ALL = "all"
+    #: Only the matching session with the oldest transaction (else state, else session).
+    OLDEST = "oldest"
+    NEWEST = "newest"
+    #: The root blockers behind the matching sessions, instead of them.
+    ROOT_BLOCKERS = "root_blockers"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Conditions on one session; every given field must hold."""
+
+    databases: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    applications: tuple[str, ...] = ()
+    clients: tuple[Network | str, ...] = ()
+    states: tuple[str, ...] = ()
+    backend_types: tuple[str, ...] = ()
+    query: re.Pattern[str] | None = None
+    idle_over_seconds: float | None = None
+    idle_in_transaction_over_seconds: float | None = None
+    xact_over_seconds: float | None = None
+    query_over_seconds: float | None = None
+    wait_over_seconds: float | None = None
+    blocking_at_least: int | None = None
+    #: PostgreSQL: the session holds the xmin horizon back by more transactions than this.
+    xmin_age_over: int | None = None
+
+    def thresholds(self) -> dict[str, float]:
+        """The time thresholds set, by field name."""
+        return {
+            name: value
+            for name, value in (
+                ("idle_over", self.idle_over_seconds),
+                ("idle_in_transaction_over", self.idle_in_transaction_over_seconds),
+                ("xact_over", self.xact_over_seconds),
+                ("query_over", self.query_over_seconds),
+                ("wait_over", self.wait_over_seconds),
+            )
+            if value is not None
+        }
+
+    def static_failures(self, session: Session, snapshot: Snapshot) -> list[str]:
+        """The fields other than ages that do not hold (they do not change as time passes)."""
+        failed = []
+        if not _any_glob(self.databases, session.database):
+            failed.append("database")
+        if not _any_glob(self.users, session.user):
+            failed.append("user")
+        if not _any_glob(self.applications, session.application):
+            failed.append("application")
+        if not _any_client(self.clients, session.client_addr):
+            failed.append("client")
+        if self.states and session.state not in self.states:
+            failed.append("state")
+        if not _any_glob(self.backend_types, session.backend_type):
+            failed.append("backend_type")
+        if self.query is not None and not (session.query and self.query.search(session.query)):
+            failed.append("query")
+        if self.blocking_at_least is not None and (
+            blocked_count(snapshot, session.pid) < self.blocking_at_least
+        ):
+            failed.append("blocking_at_least")
+        if self.xmin_age_over is not None and not (
+            session.xmin_age is not None and session.xmin_age > self.xmin_age_over
+        ):
+            failed.append("xmin_age_over")
+        return failed
+
+    def ages(self, session: Session) -> dict[str, float | None]:
+        """The session's age for each threshold set (``None``: does not apply)."""
+        values = {
+            "idle_over": session.idle_age_seconds,
+            "idle_in_transaction_over": (
+                session.state_age_seconds if session.state == IDLE_IN_TRANSACTION else None
+            ),
+            "xact_over": session.xact_age_seconds,
+            "query_over": session.query_age_seconds if session.state == ACTIVE else None,
+            "wait_over": session.wait_age_seconds,
+        }
+        return {name: values[name] for name in self.thresholds()}
+
+    def matches(self, session: Session, snapshot: Snapshot) -> bool:
+        if self.static_failures(session, snapshot):
+            return False
+        ages = self.ages(session)
+        return all(
+            (age := ages[name]) is not None and age > limit
+            for name, limit in self.thresholds().items()
+        )
+
+    def seconds_until_match(self, session: Session, snapshot: Snapshot) -> float | None:
+        """How long until ``session`` matches if it stays as it is; ``None``: never by waiting.
+
+        Zero when it matches now.
+        """
+        if self.static_failures(session, snapshot):
+            return None
+        wait = 0.0
+        ages = self.ages(session)
+        for name, limit in self.thresholds().items():
+            age = ages[name]
+            if age is None:
+                return None
+            if age <= limit:  # strictly over: exactly at the limit is a hair short
+                wait = max(wait, limit - age, _HAIR_SECONDS)
+        return wait
+
+    def explain(self, session: Session, snapshot: Snapshot) -> str:
+        """Say why a matching session matches: the fields set and the session's values."""
+        parts = []
+        for name, (label, value) in {
+            "databases": ("database", session.database),
+            "users": ("user", session.user),
+            "applications": ("application", session.application),
+            "states": ("state", session.state),
+            "backend_types": ("backend_type", session.backend_type),
+        }.items():
+            if getattr(self, name):
+                parts.append(f"{label} {value}")
+        if self.clients:
+            parts.append(f"client {session.client}")
+        if self.query is not None:
+            parts.append(f"query ~ /{self.query.pattern}/")
+        ages = self.ages(session)
+        for name, limit in self.thresholds().items():
+            parts.append(f"{name.replace('_over', '')} {ages[name] or 0:.3f}s > {limit:g}s")
+        if self.blocking_at_least is not None:
+            parts.append(
+                f"blocking {blocked_count(snapshot, session.pid)} >= {self.blocking_at_least}"
+            )
+        if self.xmin_age_over is not None:
+            parts.append(f"xmin age {session.xmin_age} > {self.xmin_age_over}")
+        return ", ".join(parts) or "every client session"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """At most this many sessions ended per sweep and per rolling minute (``None``: no limit)."""
+
+    max_per_sweep: int | None = None
+    max_per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Protect:
+    """Sessions no rule may end: any entry of any field that matches protects."""
+
+    users: tuple[str, ...] = ()
+    applications: tuple[str, ...] = ()
+    databases: tuple[str, ...] = ()
+    clients: tuple[Network | str, ...] = ()
+
+    def reason(self, session: Session) -> str | None:
+        """Why ``session`` is protected by this block, or ``None``."""
+        for label, patterns, value in (
+            ("user", self.users, session.user),
+            ("application", self.applications, session.application),
+            ("database", self.databases, session.database),
+        ):
+            if patterns and _any_glob(patterns, value):
+                return f"protected {label} {value}"
+        if self.clients and _any_client(self.clients, session.client_addr):
+            return f"protected client {session.client}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    action: PolicyAction
+    match: Match = Match()
+    exclude: tuple[Match, ...] = ()
+    victims: Victims = Victims.ALL
+    limits: Limits = Limits()
+    #: For ``cancel_then_terminate``: how long a cancelled session may still match.
+    grace_seconds: float = 10.0
+    include_superusers: bool = False
+
+    def evolve(self, **changes: object) -> Rule:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def excluded(self, session: Session, snapshot: Snapshot) -> bool:
+        return any(entry.matches(session, snapshot) for entry in self.exclude)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    rules: tuple[Rule, ...]
+    protect: Protect = Protect()
+    #: Over all rules together.
+    limits: Limits = Limits()
+    #: Where each rule and key was written, for messages: ``{"rules[0].match": 12}``.
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def evolve(self, **changes: object) -> Policy:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def smallest_threshold_seconds(self) -> float | None:
+        """The shortest time threshold of any acting or reporting rule."""
+        values = [v for rule in self.rules for v in rule.match.thresholds().values()]
+        return min(values) if values else None
+
+
+def always_protected(session: Session, snapshot: Snapshot, rule: Rule) -> str | None:
+    """Why ``session`` may never be ended by ``rule``, whatever the policy says."""
+    if session.pid == snapshot.server.own_pid:
+        return "sessionward's own session"
+    if session.backend_kind != CLIENT:
+        return f"{session.backend_kind} process ({session.backend_type})"
+    if session.is_superuser and not rule.include_superusers:
+        return "superuser session (the rule does not say include_superusers)"
+    return None
+
+
+def blocked_count(snapshot: Snapshot, pid: int) -> int:
+    """How many sessions wait on ``pid``, directly or down the chain."""
+    seen: set[int] = set()
+    stack = list(snapshot.blocking(pid))
+    while stack:
+        waiter = stack.pop()
+        if waiter not in seen and waiter != pid:
+            seen.add(waiter)
+            stack.extend(snapshot.blocking(waiter))
+    return len(seen)
