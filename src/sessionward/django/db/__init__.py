@@ -1,0 +1,1 @@
+"""Django database engines: ``sessionward.django.db.backends.postgresql`` and ``.mysql``."""

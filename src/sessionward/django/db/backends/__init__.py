@@ -1,0 +1,1 @@
+"""Django's own engines with sessionward's timeouts, socket check and session names."""

@@ -1,0 +1,15 @@
+"""``ENGINE = "sessionward.django.db.backends.mysql"``: Django's MySQL/MariaDB engine, plus:
+
+- ``OPTIONS["sessionward_timeouts"] = Timeouts(...)`` joined into ``init_command``
+  (``OPTIONS["sessionward_flavor"] = "mariadb"`` or ``"mysql"``, or
+  ``OPTIONS["sessionward_server_version"]``, says which server's variables to set);
+- with mysqlclient a connection the server ended is noticed on its socket;
+  with PyMySQL, which exposes no socket, by a ping once per request and before
+  each ``fresh_connections()`` unit (as ``CONN_HEALTH_CHECKS``);
+- with PyMySQL the ``program_name`` connection attribute is
+  ``<program>[<pid>]:<thread>``.
+
+Django needs ``MySQLdb``: install mysqlclient, or call
+``pymysql.install_as_MySQLdb()`` in your settings.  ``DatabaseWrapper`` is built
+on first use, so importing this module never fails for a missing driver.
+"""
