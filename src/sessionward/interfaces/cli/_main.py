@@ -365,6 +365,16 @@ def _register_demo() -> None:
 _register_demo()
 
 
+def _register_reaper() -> None:
+    from ..reaper import policy_group, reap_command
+
+    cli.add_command(reap_command)
+    cli.add_command(policy_group)
+
+
+_register_reaper()
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command line; every expected failure is one stderr line and exit 2."""
     try:

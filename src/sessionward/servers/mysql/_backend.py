@@ -248,6 +248,11 @@ class MySQLBackend:
         """End the session ``pid`` with ``KILL CONNECTION`` (ids are never reused)."""
         return self._kill(self._dialect.kill_connection, pid)
 
+    def try_leader_lock(self, name: str) -> bool:
+        """Take the named lock ``name`` without waiting; held until this connection ends."""
+        rows = self._all(self._dialect.get_lock, {"name": name})
+        return bool(rows and rows[0]["acquired"] == 1)
+
     def probe(self, pids: Collection[int]) -> dict[int, str | None]:
         """Return a token of the running statement of each pid still listed.
 

@@ -67,6 +67,8 @@ class Dialect:
     reset_lock_wait: str
     #: Holds ``{name}`` and ``{if_exists}`` for ``compose``.
     drop_database: str
+    #: The reaper's leader lock.
+    get_lock: str
     #: The privilege a login needs to end another user's session.
     kill_privilege: str
     #: How to make row-lock blockers visible when they are not.
@@ -97,6 +99,7 @@ _QUERY_FIELDS = (
     "set_lock_wait",
     "reset_lock_wait",
     "drop_database",
+    "get_lock",
 )
 
 _SHARED = {
@@ -109,6 +112,7 @@ _SHARED = {
     "set_lock_wait": "set_lock_wait",
     "reset_lock_wait": "reset_lock_wait",
     "drop_database": "drop_database",
+    "get_lock": "get_lock",
 }
 
 _MARIADB = Dialect(

@@ -177,6 +177,14 @@ class PostgresBackend:
         """Send ``pid`` a terminate request; False when that session is gone."""
         return self._signal(self._queries.terminate_backend, pid, started_at, "terminate")
 
+    def try_leader_lock(self, name: str) -> bool:
+        """Take advisory lock ``name`` without waiting; held until this connection ends.
+
+        Call it only until it succeeds: each success stacks another hold.
+        """
+        rows = self._fetch(self._queries.try_advisory_lock, {"name": name})
+        return bool(rows and rows[0][0])
+
     def probe(self, pids: Collection[int]) -> dict[int, str | None]:
         """Map each pid still present to the start time of its running statement."""
         wanted = sorted(set(pids))

@@ -42,6 +42,8 @@ class Queries:
     drop_database: str
     #: ``WITH (FORCE)``, which every supported version (13+) has.
     drop_database_force: str
+    #: The reaper's leader lock.
+    try_advisory_lock: str
 
 
 def queries_for(version_num: int) -> Queries:
@@ -74,6 +76,7 @@ def queries_for(version_num: int) -> Queries:
         alter_database=load("alter_database"),
         drop_database=load("drop_database"),
         drop_database_force=load("drop_database_force"),
+        try_advisory_lock=load("try_advisory_lock"),
     )
 
 

@@ -1,0 +1,113 @@
+"""The reaper's write-ahead audit file: JSON lines, each decision fsynced before acting.
+
+Records, one JSON object a line:
+
+- ``{"type": "decision", "id", "time", "rule", "action", "dry_run", "why", "server", "session"}``
+  written and fsynced *before* the session is signalled;
+- ``{"type": "outcome", "id", "time", "outcome", "detail"}`` after the ending was verified
+  (``outcome`` as ``sessionward terminate`` reports it: ``ended``, ``still running``, …);
+- ``{"type": "report", "id", "time", "rule", "why", "server", "session"}`` for ``report`` rules,
+  once per session and rule.
+
+A decision whose outcome is missing (the reaper died between the two) gets an
+``outcome`` of ``unknown`` the next time a reaper opens the file, so every
+decision ends up with exactly one outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ...core import ConfigurationError, Session, Snapshot
+from ...core._snapshot_json import snapshot_to_dict
+
+UNKNOWN = "unknown"
+RECOVERED_DETAIL = (
+    "the reaper stopped between recording this decision and its outcome; "
+    "the session may or may not have been signalled"
+)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def session_record(snapshot: Snapshot, session: Session) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = snapshot_to_dict(snapshot, sessions=[session])["sessions"]
+    return rows[0]
+
+
+class AuditLog:
+    """Append records to ``path``; ``write`` returns once they are on disk."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as error:
+            raise ConfigurationError(f"cannot open audit file {path}: {error.strerror}") from None
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        if not records:
+            return
+        data = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in records)
+        view = memoryview(data.encode("utf-8"))
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+
+    def recover(self) -> list[dict[str, Any]]:
+        """Close every decision left without an outcome; return the records added."""
+        added = [
+            {"type": "outcome", "id": i, "time": now_iso(), "outcome": UNKNOWN,
+             "detail": RECOVERED_DETAIL}
+            for i in open_decisions(read_records(self.path))
+        ]  # fmt: skip
+        self.write(added)
+        return added
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+    """Every complete record of an audit file; a torn last line (a crash mid-write) is skipped."""
+    records = []
+    try:
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                if not line.endswith("\n"):
+                    break
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
+        return []
+    return records
+
+
+def open_decisions(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The ids of decisions that have no outcome yet, in file order."""
+    pending: dict[str, None] = {}
+    for record in records:
+        if record.get("type") == "decision":
+            pending[record["id"]] = None
+        elif record.get("type") == "outcome":
+            pending.pop(record.get("id", ""), None)
+    return list(pending)
+
+
+def server_record(snapshot: Snapshot) -> dict[str, Any]:
+    return dataclasses.asdict(snapshot.server)

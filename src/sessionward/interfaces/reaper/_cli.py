@@ -1,0 +1,235 @@
+"""The ``reap`` command and the ``policy check`` / ``policy test`` commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ...core import (
+    ConfigurationError,
+    Policy,
+    Session,
+    SessionwardError,
+    Snapshot,
+    decide,
+    format_age,
+    load_snapshot,
+    parse_duration,
+    parse_policy,
+)
+from ._audit import AuditLog
+from ._events import EventLog
+from ._loop import DEFAULT_LEADER_LOCK, DEFAULT_MAX_INTERVAL_SECONDS, Reaper, ReaperOptions
+from ._metrics import Metrics
+
+EXIT_NOT_ALL_ENDED = 1
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]
+    # The CLI package imports this module to register it, so its Duration cannot be imported here.
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except SessionwardError as error:
+            self.fail(str(error), param, ctx)
+
+
+DURATION = _Duration()
+
+
+def load_policy(path: str) -> Policy:
+    """Read and check the policy file at ``path``; errors name the file and line."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read policy {path}: {error.strerror}") from None
+    try:
+        return parse_policy(text)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{path}: {error}") from None
+
+
+@click.command("reap")
+@click.option(
+    "--policy", "policy_path", required=True, metavar="FILE", help="The policy file (TOML)."
+)
+@click.option(
+    "--dsn", metavar="URL", help="Server URL [default: $DATABASE_URL, else the libpq variables]."
+)
+@click.option("--dry-run", is_flag=True, help="Decide, log and audit as usual, but end nothing.")
+@click.option("--once", is_flag=True, help="Run one sweep and exit.")
+@click.option(
+    "--max-interval",
+    "max_interval_seconds",
+    type=DURATION,
+    default=DEFAULT_MAX_INTERVAL_SECONDS,
+    show_default=f"{DEFAULT_MAX_INTERVAL_SECONDS:g}s",
+    help="Longest sleep between sweeps; shorter when a session nears a threshold.",
+)
+@click.option(
+    "--audit",
+    "audit_path",
+    metavar="FILE",
+    help="Append every decision (fsynced before acting) and outcome as JSON lines.",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=DURATION,
+    default=5.0,
+    show_default="5s",
+    help="How long to wait for each ending to show.",
+)
+@click.option(
+    "--leader-lock",
+    "leader_lock",
+    is_flag=False,
+    flag_value=DEFAULT_LEADER_LOCK,
+    default=None,
+    metavar="[NAME]",
+    help="Act only while holding this server lock (PostgreSQL advisory lock, "
+    f"MariaDB/MySQL GET_LOCK); default name {DEFAULT_LEADER_LOCK}.",
+)
+@click.option(
+    "--metrics",
+    "metrics_address",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics here (needs prometheus_client).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per event on stderr.",
+)
+def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
+                 max_interval_seconds: float, audit_path: str | None, wait_seconds: float,
+                 leader_lock: str | None, metrics_address: str | None,
+                 log_format: str) -> None:  # fmt: skip
+    """End the sessions that break the rules of a policy file, on time, audited.
+
+    Sweeps: snapshot, decide, audit, act (verified), audit.  Between sweeps it
+    sleeps until the earliest moment a rule could newly match, at most
+    --max-interval.  SIGTERM and SIGINT stop it after the current sweep.
+
+    Exit status: 0 when stopped (with --once: every ending succeeded), 1 with
+    --once when a session was not ended, 2 on a bad policy or no server.
+    """
+    from ..cli._main import open_control
+
+    if max_interval_seconds <= 0:
+        raise ConfigurationError("--max-interval must be positive")
+    policy = load_policy(policy_path)
+    log = EventLog(json_lines=log_format == "json")
+    audit = AuditLog(audit_path) if audit_path else None
+    metrics = Metrics(metrics_address) if metrics_address else None
+    options = ReaperOptions(dry_run=dry_run, once=once, max_interval_seconds=max_interval_seconds,
+                            wait_seconds=wait_seconds, leader_lock=leader_lock)  # fmt: skip
+    reaper = Reaper(connect=lambda: open_control(dsn), policy=policy, options=options, log=log,
+                    audit=audit, metrics=metrics)  # fmt: skip
+    reaper.install_signal_handlers()
+    try:
+        stats = reaper.run()
+    finally:
+        if audit is not None:
+            audit.close()
+        if metrics is not None:
+            metrics.close()
+    if once and stats.not_ended:
+        sys.exit(EXIT_NOT_ALL_ENDED)
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Check a reaper policy, or try it offline against a saved snapshot."""
+
+
+@policy_group.command("check")
+@click.argument("path", metavar="FILE")
+def check_command(path: str) -> None:
+    """Validate a policy file; errors name the line.  Exit 0 when valid, 2 when not."""
+    policy = load_policy(path)
+    click.echo(f"{path}: ok, {len(policy.rules)} rule{'s' if len(policy.rules) != 1 else ''}")
+    for rule in policy.rules:
+        click.echo(f"  {rule.name}: {rule.action.value}, victims {rule.victims.value}")
+
+
+@policy_group.command("test")
+@click.argument("path", metavar="FILE")
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    required=True,
+    metavar="SNAP.json",
+    help="A snapshot saved with 'sessionward ls --json' ('-' for stdin).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+def test_command(path: str, snapshot_path: str, as_json: bool) -> None:  # fmt: skip
+    """Say what each rule would do to each session of a saved snapshot, and why.
+
+    Ends nothing and connects to nothing.  Limits per minute start empty; a
+    cancel_then_terminate rule shows its first step.
+    """
+    policy = load_policy(path)
+    snapshot = _read_snapshot(snapshot_path)
+    sweep = decide(policy, snapshot, now=0.0)
+    if as_json:
+        click.echo(json.dumps({
+            "decisions": [
+                {"rule": d.rule, "action": d.action, "verdict": d.verdict.value,
+                 "pid": d.session.pid, "why": d.why}
+                for d in sweep.decisions
+            ],
+            "protected": [
+                {"rule": rule, "pid": session.pid, "why": why}
+                for rule, session, why in sweep.protected
+            ],
+            "next_check_seconds": sweep.next_check_seconds,
+        }, indent=2))  # fmt: skip
+        return
+    if not sweep.decisions and not sweep.protected:
+        click.echo("No rule matches any session of the snapshot.")
+    for d in sweep.decisions:
+        what = (
+            d.action if d.verdict.value in ("act", "report") else f"{d.action} ({d.verdict.value})"
+        )
+        click.echo(f"{d.rule} → {what} → {_who(d.session)} — {d.why}")
+    for rule, session, why in sweep.protected:
+        click.echo(f"{rule} → protected → {_who(session)} — {why}")
+    if sweep.next_check_seconds is not None:
+        click.echo(f"next check due in {format_age(sweep.next_check_seconds)}")
+
+
+def _who(session: Session) -> str:
+    parts = [f"pid {session.pid}", f"{session.user or '?'}@{session.database or '?'}"]
+    if session.application:
+        parts.append(session.application)
+    if session.state:
+        parts.append(session.state)
+    return " ".join(parts)
+
+
+def _read_snapshot(path: str) -> Snapshot:
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read snapshot {path}: {error.strerror}") from None
+    try:
+        return load_snapshot(text)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{path}: {error}") from None
