@@ -4,6 +4,10 @@
 keepalives and the connect timeout on every connection the engine makes.
 ``classify_errors(engine)`` makes every connection-level ending invalidate the
 connection, by error code, and keeps the server's reason psycopg2 would lose.
+``harden(engine)`` replaces dead pooled connections at checkout without a round
+trip, retires them before the server's idle limit and records who holds each
+one (``holders(engine)``).  ``transaction(Session)`` commits, rolls back and
+closes, and as a decorator reruns the whole unit when that is safe.
 """
 
 from ..core import DriverNotInstalled
@@ -15,6 +19,28 @@ except ImportError:
         "sessionward.sqlalchemy needs SQLAlchemy: pip install 'sessionward[sqlalchemy]'"
     ) from None
 
-from ..integrations.sqlalchemy import apply_timeouts, classify_errors
+from ..integrations.sqlalchemy import (
+    Backoff,
+    Holder,
+    LeakWarning,
+    PoolTimeout,
+    QueuePool,
+    apply_timeouts,
+    classify_errors,
+    harden,
+    holders,
+    transaction,
+)
 
-__all__ = ["apply_timeouts", "classify_errors"]
+__all__ = [
+    "Backoff",
+    "Holder",
+    "LeakWarning",
+    "PoolTimeout",
+    "QueuePool",
+    "apply_timeouts",
+    "classify_errors",
+    "harden",
+    "holders",
+    "transaction",
+]

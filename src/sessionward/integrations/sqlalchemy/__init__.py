@@ -1,7 +1,21 @@
-"""SQLAlchemy: timeouts for every connection of an engine, and classification by code,
-through its public events."""
+"""SQLAlchemy: timeouts for every connection of an engine, classification by code,
+whole-transaction retry and hardened pools, through its public events."""
 
+from ._backoff import Backoff
 from ._errors import classify_errors
+from ._harden import Holder, LeakWarning, PoolTimeout, QueuePool, harden, holders
 from ._timeouts import apply_timeouts
+from ._transaction import transaction
 
-__all__ = ["apply_timeouts", "classify_errors"]
+__all__ = [
+    "Backoff",
+    "Holder",
+    "LeakWarning",
+    "PoolTimeout",
+    "QueuePool",
+    "apply_timeouts",
+    "classify_errors",
+    "harden",
+    "holders",
+    "transaction",
+]

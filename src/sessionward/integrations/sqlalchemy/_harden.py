@@ -1,0 +1,447 @@
+"""``harden(engine)``: no dead connection handed out, none kept past the server's idle limit,
+and every checked-out connection accounted for — through SQLAlchemy's public events.
+
+- ``do_connect`` (engine event): for PyMySQL, make the socket ourselves, so
+  its descriptor is known (see ``_liveness``).
+- ``connect`` (pool event): note the socket, when the connection was made,
+  and once per connection the server's start time and idle limit.
+- ``checkout``: raise ``DisconnectionError`` for a connection that is dead,
+  older than a server restart seen since, or about to reach the server's idle
+  limit; SQLAlchemy then replaces it before the application sees it.  Record
+  who took it.
+- ``checkin``, ``invalidate``, ``close``: forget the holder; warn when the
+  connection came back because its holder was garbage-collected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool as _SAQueuePool
+
+from ...core import ConfigurationError, Timeouts
+from . import _liveness
+from ._timeouts import apply_timeouts
+
+logger = logging.getLogger("sessionward.sqlalchemy")
+
+#: A connection idle longer than this is pinged at checkout, for a network that
+#: dropped it silently (no FIN ever arrives then).
+DEFAULT_PING_AFTER_IDLE_SECONDS = 30.0
+#: A connection is retired when it has been idle for this share of the server's idle limit.
+RECYCLE_FRACTION = 0.8
+#: ... and at least this long before the limit, for short limits.
+RECYCLE_MARGIN_SECONDS = 1.0
+#: A connection held longer than this is reported (once).
+DEFAULT_HOLD_WARNING_SECONDS = 60.0
+#: Two start times closer than this are the same server run (MariaDB counts whole seconds).
+SAME_START_TOLERANCE_SECONDS = 2.0
+
+_DRIVERS = ("psycopg", "psycopg2", "pymysql")
+#: Modules whose frames are never "who took the connection".
+_NOT_THE_APPLICATION = ("sqlalchemy.", "sessionward.integrations.sqlalchemy", "contextlib")
+
+# Keys in SQLAlchemy's per-connection ``info`` dictionary.
+_FD = "sessionward.fd"
+_CONNECTED_AT = "sessionward.connected_at"
+_RETURNED_AT = "sessionward.returned_at"
+_RETIRE_AFTER = "sessionward.retire_after_idle_seconds"
+
+Liveness = Literal["auto", "ping", "off"]
+
+
+class LeakWarning(ResourceWarning):
+    """A pooled connection was held too long, or garbage-collected without being returned."""
+
+
+class PoolTimeout(exc.TimeoutError):
+    """No connection became free in time; the message names who holds them.
+
+    A subclass of SQLAlchemy's ``TimeoutError``, so existing ``except`` clauses still work.
+    """
+
+    def __init__(self, message: str, holders: tuple[Holder, ...] = ()) -> None:
+        super().__init__(message)
+        self.holders = holders
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.holders))
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A checked-out connection: who took it, from which thread, and since when."""
+
+    taken_at: str  # "file.py:42 in func"
+    thread: str
+    since_monotonic: float
+    since_wall: float
+    stack: str | None = None
+
+    @property
+    def held_seconds(self) -> float:
+        return time.monotonic() - self.since_monotonic
+
+    def __str__(self) -> str:
+        return f"{self.taken_at} (thread {self.thread}, held {self.held_seconds:.1f}s)"
+
+
+@dataclass
+class _Held:
+    holder: Holder
+    proxy: weakref.ref[Any]
+    warned: bool = False
+
+
+@dataclass
+class _State:
+    driver: str
+    flavour: str
+    liveness: Liveness
+    recycle: float | Literal["auto"] | None
+    ping_after_idle_seconds: float
+    track_leaks: bool
+    hold_warning_seconds: float
+    capture_stacks: bool
+    ping: Callable[[Any], Any]
+    started_at: float | None = None
+    restarted_at: float = 0.0
+    held: dict[int, _Held] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_states: weakref.WeakKeyDictionary[Engine, _State] = weakref.WeakKeyDictionary()
+
+
+def harden(
+    engine: Engine,
+    *,
+    liveness: Liveness = "auto",
+    recycle: float | Literal["auto"] | None = "auto",
+    timeouts: Timeouts | None = None,
+    track_leaks: bool = True,
+    ping_after_idle_seconds: float = DEFAULT_PING_AFTER_IDLE_SECONDS,
+    hold_warning_seconds: float = DEFAULT_HOLD_WARNING_SECONDS,
+    capture_stacks: bool = False,
+) -> Engine:
+    """Make ``engine`` replace dead connections at checkout and account for held ones.
+
+    - ``liveness="auto"``: at checkout, look at the socket without a round
+      trip; ping only a connection idle longer than ``ping_after_idle_seconds``
+      or whose socket has something to read.  ``"ping"``: ping every checkout
+      (like ``pool_pre_ping``); ``"off"``.
+    - ``recycle="auto"``: retire a connection before the server's
+      ``idle_session_timeout`` (PostgreSQL 14+) or ``wait_timeout``
+      (MariaDB/MySQL) would end it; a number: retire connections idle longer
+      than that many seconds; ``None``: never.
+    - ``timeouts``: ``apply_timeouts(engine, timeouts)`` first.
+    - ``track_leaks``: record who took each connection (see ``holders``);
+      warn with ``LeakWarning`` (and a log line) when one is held past
+      ``hold_warning_seconds`` or garbage-collected unreturned;
+      ``capture_stacks`` keeps the whole stack too.
+
+    Call it right after ``create_engine``; returns the engine.
+    """
+    driver = engine.dialect.driver
+    if driver not in _DRIVERS or engine.dialect.is_async:
+        raise ConfigurationError(
+            f"sessionward.sqlalchemy.harden supports the synchronous psycopg, psycopg2 and "
+            f"pymysql drivers, not {engine.url.drivername!r}"
+        )
+    if liveness not in ("auto", "ping", "off"):
+        raise ConfigurationError(
+            f"harden(liveness=...) is 'auto', 'ping' or 'off', not {liveness!r}"
+        )
+    if (
+        recycle is not None
+        and recycle != "auto"
+        and (isinstance(recycle, bool) or not isinstance(recycle, (int, float)) or recycle <= 0)
+    ):
+        raise ConfigurationError(
+            f"harden(recycle=...) is 'auto', None or seconds > 0, not {recycle!r}"
+        )
+    if engine in _states:
+        raise ConfigurationError("harden() was already applied to this engine")
+    if timeouts is not None:
+        apply_timeouts(engine, timeouts)
+    state = _State(
+        driver=driver,
+        flavour=_flavour(engine),
+        liveness=liveness,
+        recycle=recycle,
+        ping_after_idle_seconds=ping_after_idle_seconds,
+        track_leaks=track_leaks,
+        hold_warning_seconds=hold_warning_seconds,
+        capture_stacks=capture_stacks,
+        ping=engine.dialect.do_ping,
+    )
+    _states[engine] = state
+    if driver == "pymysql" and liveness == "auto":
+        event.listen(engine, "do_connect", _pymysql_do_connect)
+    event.listen(engine, "connect", functools.partial(_on_connect, state, engine))
+    event.listen(engine, "checkout", functools.partial(_on_checkout, state))
+    event.listen(engine, "checkin", functools.partial(_on_checkin, state))
+    for name in ("invalidate", "soft_invalidate", "close", "detach"):
+        event.listen(engine, name, functools.partial(_on_gone, state))
+    return engine
+
+
+def holders(engine: Engine) -> list[Holder]:
+    """Who holds the engine's checked-out connections now, longest first."""
+    state = _states.get(engine)
+    if state is None:
+        raise ConfigurationError("holders() needs an engine given to harden(track_leaks=True)")
+    with state.lock:
+        found = [held.holder for held in state.held.values()]
+    return sorted(found, key=lambda holder: holder.since_monotonic)
+
+
+class QueuePool(_SAQueuePool):
+    """SQLAlchemy's ``QueuePool`` whose timeout error names who holds the connections.
+
+    ``create_engine(url, poolclass=sessionward.sqlalchemy.QueuePool)``, then
+    ``harden(engine)``; raises ``PoolTimeout`` (a ``sqlalchemy.exc.TimeoutError``).
+    """
+
+    def connect(self) -> Any:
+        try:
+            return super().connect()
+        except exc.TimeoutError as error:
+            if isinstance(error, PoolTimeout):
+                raise
+            found = _holders_of(self)
+            if not found:
+                raise
+            names = "; ".join(str(holder) for holder in found)
+            raise PoolTimeout(f"{error} Held by: {names}", tuple(found)) from error
+
+
+def _holders_of(pool: Any) -> list[Holder]:
+    for engine, _ in list(_states.items()):
+        if engine.pool is pool:
+            return holders(engine)
+    return []
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _pymysql_do_connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    connection, fd = _liveness.pymysql_connect(cargs, cparams)
+    record.info[_FD] = fd
+    return connection
+
+
+def _on_connect(state: _State, engine: Engine, dbapi_connection: Any, record: Any) -> None:
+    info = record.info
+    fd = _liveness.descriptor(state.driver, dbapi_connection)
+    if fd is not None:
+        info[_FD] = fd
+    if state.liveness == "auto" or state.recycle == "auto":
+        started_at, idle_limit = _facts(state, dbapi_connection)
+        if state.recycle == "auto" and idle_limit:
+            info[_RETIRE_AFTER] = retire_after(idle_limit)
+        if started_at is not None:
+            with state.lock:
+                previous = state.started_at
+                if previous is not None and started_at - previous > SAME_START_TOLERANCE_SECONDS:
+                    logger.warning(
+                        "%s: the server restarted; older pooled connections are replaced",
+                        engine.url.render_as_string(hide_password=True),
+                    )
+                    state.restarted_at = time.monotonic()
+                if previous is None or started_at > previous:
+                    state.started_at = started_at
+    if isinstance(state.recycle, (int, float)):
+        info[_RETIRE_AFTER] = float(state.recycle)
+    info.pop(_RETURNED_AT, None)
+    info[_CONNECTED_AT] = time.monotonic()
+
+
+def retire_after(idle_limit_seconds: float) -> float:
+    """How long a connection may sit in the pool when the server ends sessions idle that long.
+
+    >>> retire_after(28800), retire_after(10), retire_after(1)
+    (23040.0, 8.0, 0.5)
+    """
+    early = min(idle_limit_seconds * RECYCLE_FRACTION, idle_limit_seconds - RECYCLE_MARGIN_SECONDS)
+    return max(early, idle_limit_seconds / 2)
+
+
+def _on_checkout(state: _State, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    info = record.info
+    returned_at = info.get(_RETURNED_AT)
+    if returned_at is not None:  # from the pool, not just connected
+        _check(state, dbapi_connection, info, returned_at)
+    if state.track_leaks:
+        _track(state, record, proxy)
+
+
+def _check(state: _State, dbapi_connection: Any, info: dict[str, Any], returned_at: float) -> None:
+    now = time.monotonic()
+    if info.get(_CONNECTED_AT, 0.0) < state.restarted_at:
+        raise exc.DisconnectionError("sessionward: made before the server restarted")
+    idle = now - returned_at
+    retire = info.get(_RETIRE_AFTER)
+    if retire is not None and idle > retire:
+        raise exc.DisconnectionError(
+            f"sessionward: idle {idle:.1f}s, retired after {retire:g}s before the server's limit"
+        )
+    if state.liveness == "off":
+        return
+    if state.liveness == "ping":
+        _ping(state, dbapi_connection, "ping at checkout")
+        return
+    if _liveness.closed_by_driver(state.driver, dbapi_connection):
+        raise exc.DisconnectionError("sessionward: the driver reports the connection closed")
+    fd = info.get(_FD)
+    if fd is None:
+        _ping(state, dbapi_connection, "no socket to look at")
+    elif _liveness.readable(fd):
+        _ping(state, dbapi_connection, "the server sent something while it was idle")
+    elif idle > state.ping_after_idle_seconds:
+        _ping(state, dbapi_connection, f"idle {idle:.1f}s")
+
+
+def _ping(state: _State, dbapi_connection: Any, why: str) -> None:
+    try:
+        alive = state.ping(dbapi_connection)
+    except Exception as error:
+        raise exc.DisconnectionError(f"sessionward: ping failed ({why}): {error}") from error
+    if alive is False:
+        raise exc.DisconnectionError(f"sessionward: ping failed ({why})")
+
+
+def _on_checkin(state: _State, dbapi_connection: Any, record: Any) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+    if not state.track_leaks:
+        return
+    with state.lock:
+        held = state.held.pop(id(record), None)
+    if held is not None and held.proxy() is None:
+        _warn(
+            f"a pooled connection was garbage-collected without being returned; "
+            f"it was taken at {held.holder.taken_at} (thread {held.holder.thread}) "
+            f"{held.holder.held_seconds:.1f}s ago",
+            held.holder,
+        )
+
+
+def _on_gone(state: _State, dbapi_connection: Any, record: Any, *args: Any) -> None:
+    if state.track_leaks and record is not None:
+        with state.lock:
+            state.held.pop(id(record), None)
+
+
+# --------------------------------------------------------------------------- leaks
+
+
+def _track(state: _State, record: Any, proxy: Any) -> None:
+    now = time.monotonic()
+    holder = Holder(
+        taken_at=_taken_at(),
+        thread=threading.current_thread().name,
+        since_monotonic=now,
+        since_wall=time.time(),
+        stack="".join(traceback.format_stack()) if state.capture_stacks else None,
+    )
+    overdue: list[Holder] = []
+    with state.lock:
+        state.held[id(record)] = _Held(holder, weakref.ref(proxy))
+        for held in state.held.values():
+            if not held.warned and now - held.holder.since_monotonic > state.hold_warning_seconds:
+                held.warned = True
+                overdue.append(held.holder)
+    for late in overdue:
+        _warn(
+            f"a pooled connection has been held for {late.held_seconds:.1f}s, "
+            f"taken at {late.taken_at} (thread {late.thread})",
+            late,
+        )
+
+
+def _taken_at() -> str:
+    """The first frame outside SQLAlchemy and sessionward: who asked for the connection."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(_NOT_THE_APPLICATION) and module != __name__:
+            code = frame.f_code
+            return f"{code.co_filename}:{frame.f_lineno} in {code.co_name}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+def _warn(message: str, holder: Holder) -> None:
+    logger.warning("%s", message, extra={"sessionward_holder": holder})
+    try:
+        warnings.warn(message, LeakWarning, stacklevel=2)
+    except Exception:  # warnings turned into errors must not break a checkout
+        logger.debug("LeakWarning raised as an error and dropped", exc_info=True)
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def _flavour(engine: Engine) -> str:
+    if engine.dialect.name == "postgresql":
+        return "postgresql"
+    return "mysql"
+
+
+def _facts(state: _State, dbapi_connection: Any) -> tuple[float | None, float | None]:
+    """The server's start time (epoch seconds) and this session's idle limit (seconds)."""
+    if state.flavour == "postgresql":
+        name = "get_liveness_facts_postgresql"
+    else:
+        name = (
+            "get_liveness_facts_mariadb"
+            if _is_mariadb(dbapi_connection)
+            else "get_liveness_facts_mysql"
+        )
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_load(name))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        dbapi_connection.rollback()
+    except Exception:
+        logger.info(
+            "harden(): could not read the server's start time and idle limit", exc_info=True
+        )
+        with contextlib.suppress(Exception):
+            dbapi_connection.rollback()
+        return None, None
+    if row is None:
+        return None, None
+    started_at = float(row[0]) if row[0] is not None else None
+    idle_limit = float(row[1]) if row[1] is not None else None
+    return started_at, (idle_limit or None)
+
+
+def _is_mariadb(dbapi_connection: Any) -> bool:
+    try:
+        return "mariadb" in str(dbapi_connection.get_server_info()).lower()
+    except Exception:
+        return True
+
+
+@functools.cache
+def _load(name: str) -> str:
+    return (resources.files(__package__) / "queries" / f"{name}.sql").read_text(encoding="utf-8")
