@@ -1,0 +1,94 @@
+"""Leak tracking: who holds each connection, warnings for long holds and lost ones, and a
+pool timeout that names the holders."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import Engine
+
+from sessionward.sqlalchemy import LeakWarning, PoolTimeout, QueuePool, harden, holders
+from tests.fix_servers import Server
+from tests.integrations.sqlalchemy.conftest import sqlalchemy_url
+
+HERE = __file__
+
+
+@pytest.fixture
+def engine(pg_server: Server) -> Iterator[Engine]:
+    made = sqlalchemy.create_engine(
+        sqlalchemy_url(pg_server.url, "psycopg"),
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.2,
+    )
+    yield made
+    made.dispose()
+
+
+def test_holders_name_the_line_that_took_the_connection(engine: Engine) -> None:
+    harden(engine)
+    assert holders(engine) == []
+    connection = engine.connect()
+    (holder,) = holders(engine)
+    assert holder.taken_at.startswith(f"{HERE}:")
+    assert holder.taken_at.endswith("in test_holders_name_the_line_that_took_the_connection")
+    assert holder.thread == "MainThread"
+    assert 0 <= holder.held_seconds < 5
+    connection.close()
+    assert holders(engine) == []
+
+
+def test_a_connection_held_too_long_is_reported(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    second = sqlalchemy.create_engine(engine.url, pool_size=2)
+    harden(second, hold_warning_seconds=0.05)
+    try:
+        first = second.connect()
+        time.sleep(0.1)
+        with (
+            caplog.at_level(logging.WARNING, "sessionward.sqlalchemy"),
+            pytest.warns(LeakWarning, match="held for") as warned,
+        ):
+            second.connect().close()
+        assert HERE in str(warned[0].message)
+        assert "held for" in caplog.text
+        first.close()
+    finally:
+        second.dispose()
+
+
+def test_a_connection_garbage_collected_unreturned_is_reported(engine: Engine) -> None:
+    harden(engine)
+
+    def leak() -> None:
+        connection = engine.connect()
+        connection.exec_driver_sql("SELECT 1")
+        # returns without closing it
+
+    def leak_and_collect() -> None:
+        leak()
+        gc.collect()
+
+    with pytest.warns(LeakWarning, match="garbage-collected without being returned") as warned:
+        leak_and_collect()
+    assert "in leak" in str(warned[0].message)
+    assert holders(engine) == []
+
+
+def test_a_pool_timeout_names_the_holders(engine: Engine) -> None:
+    harden(engine)
+    held = engine.connect()
+    with pytest.raises(sqlalchemy.exc.TimeoutError) as timeout:
+        engine.connect()
+    assert isinstance(timeout.value, PoolTimeout)
+    assert "in test_a_pool_timeout_names_the_holders" in str(timeout.value)
+    assert len(timeout.value.holders) == 1
+    held.close()

@@ -1,0 +1,109 @@
+"""A server restart and a dropped network, on servers of our own: ``harden()`` hides them.
+
+The restarts happen on an embedded PostgreSQL and a throwaway ``mariadbd``
+started for this module, never on the shared servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from sessionward.sqlalchemy import harden
+from tests.fix_servers import missing_server
+from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
+from tests.integrations.errors._proxy import Proxy
+from tests.integrations.sqlalchemy.conftest import sqlalchemy_url
+
+POOLED = 3
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[OwnPostgres]:
+    server = OwnPostgres()
+    try:
+        server.start()
+    except Exception as error:
+        missing_server(f"no embedded PostgreSQL of our own to restart: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_mariadb() -> Iterator[OwnMariaDB]:
+    reason = OwnMariaDB.available()
+    if reason is not None:
+        missing_server(f"no throwaway MariaDB to restart: {reason}")
+    server = OwnMariaDB()
+    try:
+        server.start()
+    except Exception as error:
+        server.stop()
+        missing_server(f"the throwaway MariaDB did not start: {error}")
+    yield server
+    server.stop()
+
+
+def _fill(engine: Engine) -> None:
+    """Leave ``POOLED`` idle connections in the pool."""
+    held = [engine.connect() for _ in range(POOLED)]
+    for connection in held:
+        connection.exec_driver_sql("SELECT 1")
+        connection.rollback()
+        connection.close()
+
+
+def _errors_over(engine: Engine, checkouts: int) -> list[BaseException]:
+    seen: list[BaseException] = []
+    for _ in range(checkouts):
+        try:
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except DBAPIError as error:
+            seen.append(error)
+    return seen
+
+
+def _engines(url: str) -> tuple[Engine, Engine]:
+    plain = sqlalchemy.create_engine(url, pool_size=POOLED, max_overflow=0)
+    hardened = harden(sqlalchemy.create_engine(url, pool_size=POOLED, max_overflow=0))
+    return plain, hardened
+
+
+def _check_restart(url: str, restart: Any) -> None:
+    plain, hardened = _engines(url)
+    try:
+        _fill(plain)
+        _fill(hardened)
+        restart()
+        assert _errors_over(hardened, 2 * POOLED) == []
+        assert _errors_over(plain, 2 * POOLED), "the plain engine was expected to fail once"
+    finally:
+        plain.dispose()
+        hardened.dispose()
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_a_postgresql_restart_is_hidden(own_pg: OwnPostgres, driver: str) -> None:
+    _check_restart(sqlalchemy_url(own_pg.url, driver), own_pg.restart)
+
+
+def test_a_mariadb_restart_is_hidden(own_mariadb: OwnMariaDB) -> None:
+    _check_restart(sqlalchemy_url(own_mariadb.url, "pymysql"), own_mariadb.restart)
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_a_dropped_network_is_hidden(own_pg: OwnPostgres, driver: str) -> None:
+    proxy = Proxy("127.0.0.1", own_pg.embedded.port or 0)
+    try:
+        url = sqlalchemy_url(
+            own_pg.url.replace(f":{own_pg.embedded.port}/", f":{proxy.port}/"), driver
+        )
+        _check_restart(url, proxy.cut)
+    finally:
+        proxy.close()
