@@ -18,6 +18,7 @@ server, counts sessions).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -260,8 +261,9 @@ def requests() -> None:
     from django.urls import path
 
     urlpatterns.append(path("pid", view))
-    call_command("check")
-    emit("checked")
+    out = io.StringIO()
+    call_command("check", stdout=out)
+    emit("checked", output=out.getvalue())
     client = Client()
     for number in (1, 2, 3):
         try:

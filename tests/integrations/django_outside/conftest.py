@@ -61,6 +61,8 @@ class Child:
             if line is None:
                 self.proc.wait(10)
                 raise AssertionError(f"the child ended before {event!r}: {''.join(self._err)}")
+            if not line.startswith("{"):
+                continue  # not ours: a library printing
             message = json.loads(line)
             if message["event"] == "crashed":
                 raise AssertionError(message["traceback"])

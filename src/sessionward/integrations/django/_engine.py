@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ from ._timeouts import database_options
 TIMEOUTS_KEY = "sessionward_timeouts"
 SERVER_VERSION_KEY = "sessionward_server_version"
 FLAVOR_KEY = "sessionward_flavor"
+PING_AFTER_KEY = "sessionward_ping_after_seconds"
+#: Without a socket to look at (PyMySQL), a connection idle this long is pinged before use.
+DEFAULT_PING_AFTER_SECONDS = 1.0
 #: PostgreSQL keeps the first 63 bytes of ``application_name`` (NAMEDATALEN - 1).
 PG_NAME_BYTES = 63
 
@@ -60,6 +64,7 @@ class SessionwardWrapperMixin:
         timeouts = params.pop(TIMEOUTS_KEY, None)
         server_version = params.pop(SERVER_VERSION_KEY, None)
         flavor = params.pop(FLAVOR_KEY, "auto")
+        params.pop(PING_AFTER_KEY, None)
         if timeouts is not None:
             if not isinstance(timeouts, Timeouts):
                 raise ConfigurationError(
@@ -90,6 +95,10 @@ class SessionwardWrapperMixin:
 
     def close_if_health_check_failed(self) -> None:
         base: Any = super()
+        # Called before every cursor: the time since the last one is how long it sat idle.
+        now = time.monotonic()
+        idle_seconds = now - getattr(self, "_sessionward_used_at", now)
+        self._sessionward_used_at = now
         if (
             self.connection is None
             or self.in_atomic_block
@@ -100,16 +109,22 @@ class SessionwardWrapperMixin:
             base.close_if_health_check_failed()
             return
         state = liveness(self.connection)
-        if state is Liveness.QUIET:
+        if state is Liveness.QUIET or (
+            state is Liveness.UNKNOWN and idle_seconds < self._sessionward_ping_after()
+        ):
             self.health_check_done = True
             return
-        if state is Liveness.UNKNOWN:
-            # No socket to look at (PyMySQL): a ping, once per request as with
-            # CONN_HEALTH_CHECKS, and before every fresh_connections() unit.
-            self.health_check_enabled = True
-            base.close_if_health_check_failed()
-            return
+        # Closed, something waiting on the socket, or (no socket to look at,
+        # PyMySQL) idle long enough to be worth a ping: confirm with a round trip.
         if state is Liveness.CLOSED or not base.is_usable():
             with suppress(Exception):
                 self.close()
         self.health_check_done = True
+
+    def _sessionward_ping_after(self) -> float:
+        value = self.settings_dict["OPTIONS"].get(PING_AFTER_KEY, DEFAULT_PING_AFTER_SECONDS)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigurationError(
+                f'OPTIONS["{PING_AFTER_KEY}"] must be a number of seconds >= 0, not {value!r}'
+            )
+        return float(value)

@@ -4,8 +4,8 @@
   (``OPTIONS["sessionward_flavor"] = "mariadb"`` or ``"mysql"``, or
   ``OPTIONS["sessionward_server_version"]``, says which server's variables to set);
 - with mysqlclient a connection the server ended is noticed on its socket;
-  with PyMySQL, which exposes no socket, by a ping once per request and before
-  each ``fresh_connections()`` unit (as ``CONN_HEALTH_CHECKS``);
+  PyMySQL exposes no socket, so a connection idle for more than
+  ``OPTIONS["sessionward_ping_after_seconds"]`` (1 s) is pinged before use;
 - with PyMySQL the ``program_name`` connection attribute is
   ``<program>[<pid>]:<thread>``.
 
