@@ -332,3 +332,20 @@ def test_errors_name_the_line(text, line, words):
 def test_empty_policy_is_refused():
     with pytest.raises(ConfigurationError, match="no rules"):
         parse_policy("")
+
+
+def test_unknown_application_is_protected_and_excluded_where_names_are_hidden():
+    hidden = Snapshot(
+        server=SERVER,
+        taken_at=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+        sessions=(s(10), s(11, user="etl")),
+        degraded=("application names not shown: enable performance_schema",),
+    )
+    protecting = policy('action = "terminate"', top='[protect]\napplications = ["backup"]')
+    sweep = decide(protecting, hidden, now=0)
+    assert sweep.decisions == ()
+    assert "application unknown" in sweep.protected[0][2]
+    excluding = policy('action = "terminate"\n[[rule.exclude]]\napplication = "x"\nuser = "etl"')
+    assert [d.session.pid for d in decide(excluding, hidden, now=0).decisions] == [10]
+    # Where names are shown, a session without one is neither.
+    assert [d.session.pid for d in decide(protecting, snap(s(10)), now=0).decisions] == [10]

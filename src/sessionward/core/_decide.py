@@ -20,7 +20,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ._blockers import root_blockers
-from ._policy import Policy, PolicyAction, Rule, Victims, always_protected
+from ._policy import (
+    Policy,
+    PolicyAction,
+    Rule,
+    Victims,
+    always_protected,
+    applications_hidden,
+)
 from ._session import ACTIVE, Session, Snapshot
 
 #: Look this long past a crossing, since thresholds are strictly "over".
@@ -161,7 +168,9 @@ def decide(
 
 
 def _protection(policy: Policy, rule: Rule, session: Session, snapshot: Snapshot) -> str | None:
-    return always_protected(session, snapshot, rule) or policy.protect.reason(session)
+    return always_protected(session, snapshot, rule) or policy.protect.reason(
+        session, applications_hidden=applications_hidden(snapshot)
+    )
 
 
 def _victims(

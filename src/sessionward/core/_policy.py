@@ -190,8 +190,14 @@ class Protect:
     databases: tuple[str, ...] = ()
     clients: tuple[Network | str, ...] = ()
 
-    def reason(self, session: Session) -> str | None:
-        """Why ``session`` is protected by this block, or ``None``."""
+    def reason(self, session: Session, *, applications_hidden: bool = False) -> str | None:
+        """Why ``session`` is protected by this block, or ``None``.
+
+        Where the server does not show application names, a session whose
+        application is unknown is protected as soon as ``applications`` is set.
+        """
+        if applications_hidden and self.applications and session.application is None:
+            return "application unknown (the server does not show application names)"
         for label, patterns, value in (
             ("user", self.users, session.user),
             ("application", self.applications, session.application),
@@ -220,7 +226,12 @@ class Rule:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def excluded(self, session: Session, snapshot: Snapshot) -> bool:
-        return any(entry.matches(session, snapshot) for entry in self.exclude)
+        """Whether an ``exclude`` entry matches; an unknown application counts as matching."""
+        hidden = applications_hidden(snapshot) and session.application is None
+        return any(
+            (replace(entry, applications=()) if hidden else entry).matches(session, snapshot)
+            for entry in self.exclude
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +250,15 @@ class Policy:
         """The shortest time threshold of any acting or reporting rule."""
         values = [v for rule in self.rules for v in rule.match.thresholds().values()]
         return min(values) if values else None
+
+
+#: How an adapter says, in ``Snapshot.degraded``, that it cannot see application names.
+APPLICATIONS_HIDDEN = "application names not shown"
+
+
+def applications_hidden(snapshot: Snapshot) -> bool:
+    """Whether the server hides application names (MariaDB/MySQL without performance_schema)."""
+    return any(note.startswith(APPLICATIONS_HIDDEN) for note in snapshot.degraded)
 
 
 def always_protected(session: Session, snapshot: Snapshot, rule: Rule) -> str | None:

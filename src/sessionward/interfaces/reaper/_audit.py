@@ -52,6 +52,13 @@ class AuditLog:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         except OSError as error:
             raise ConfigurationError(f"cannot open audit file {path}: {error.strerror}") from None
+        # A crash mid-write leaves a torn last line: end it, so the next record stands alone.
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(path, "rb") as file:
+                file.seek(size - 1)
+                if file.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
@@ -82,13 +89,11 @@ def new_id() -> str:
 
 
 def read_records(path: str) -> list[dict[str, Any]]:
-    """Every complete record of an audit file; a torn last line (a crash mid-write) is skipped."""
+    """Every complete record of an audit file; a torn line (a crash mid-write) is skipped."""
     records = []
     try:
         with open(path, encoding="utf-8") as file:
             for line in file:
-                if not line.endswith("\n"):
-                    break
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError:
