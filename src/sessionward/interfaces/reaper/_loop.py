@@ -212,7 +212,9 @@ class Reaper:
         for d in decisions:
             if d.verdict is Verdict.ACT:
                 continue
-            key = (d.rule, d.session.pid, d.session.started_at, d.verdict.value)
+            # Held back: say so again when the limit holding it changes.
+            reason = d.why.rpartition("held back: ")[2] if d.verdict is Verdict.LIMITED else ""
+            key = (d.rule, d.session.pid, d.session.started_at, d.verdict.value + reason)
             if key in self._announced:
                 continue
             self._announced.add(key)
