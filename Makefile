@@ -33,6 +33,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/snapshot.py
 	$(BIN)/python bench/dropdb.py
+	$(BIN)/python bench/liveness.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -48,6 +48,8 @@ RECYCLE_FRACTION = 0.8
 RECYCLE_MARGIN_SECONDS = 1.0
 #: A connection held longer than this is reported (once).
 DEFAULT_HOLD_WARNING_SECONDS = 60.0
+#: Held connections are scanned for overdue ones at most this often.
+MIN_SCAN_INTERVAL_SECONDS = 0.01
 #: Two start times closer than this are the same server run (MariaDB counts whole seconds).
 SAME_START_TOLERANCE_SECONDS = 2.0
 
@@ -59,6 +61,7 @@ _NOT_THE_APPLICATION = ("sqlalchemy.", "sessionward.integrations.sqlalchemy", "c
 _FD = "sessionward.fd"
 _CONNECTED_AT = "sessionward.connected_at"
 _RETURNED_AT = "sessionward.returned_at"
+_POLLER = "sessionward.poller"
 _RETIRE_AFTER = "sessionward.retire_after_idle_seconds"
 
 Liveness = Literal["auto", "ping", "off"]
@@ -100,11 +103,33 @@ class Holder:
         return f"{self.taken_at} (thread {self.thread}, held {self.held_seconds:.1f}s)"
 
 
-@dataclass
 class _Held:
-    holder: Holder
-    proxy: weakref.ref[Any]
-    warned: bool = False
+    """A checkout as recorded on the hot path; turned into a ``Holder`` only when asked."""
+
+    __slots__ = ("code", "line", "proxy", "since", "stack", "thread", "warned")
+
+    def __init__(self, code: Any, line: int, thread: str, since: float, proxy: Any) -> None:
+        self.code = code
+        self.line = line
+        self.thread = thread
+        self.since = since
+        self.proxy = proxy
+        self.stack: str | None = None
+        self.warned = False
+
+    def holder(self) -> Holder:
+        taken_at = (
+            f"{self.code.co_filename}:{self.line} in {self.code.co_name}"
+            if self.code is not None
+            else "<unknown>"
+        )
+        return Holder(
+            taken_at=taken_at,
+            thread=self.thread,
+            since_monotonic=self.since,
+            since_wall=time.time() - (time.monotonic() - self.since),
+            stack=self.stack,
+        )
 
 
 @dataclass
@@ -118,10 +143,13 @@ class _State:
     hold_warning_seconds: float
     capture_stacks: bool
     ping: Callable[[Any], Any]
+    closed: Callable[[Any], bool]
     started_at: float | None = None
     restarted_at: float = 0.0
+    # Single dict operations are atomic under the GIL; only the scans copy it first.
     held: dict[int, _Held] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    next_scan: float = 0.0
 
 
 _states: weakref.WeakKeyDictionary[Engine, _State] = weakref.WeakKeyDictionary()
@@ -188,6 +216,7 @@ def harden(
         hold_warning_seconds=hold_warning_seconds,
         capture_stacks=capture_stacks,
         ping=engine.dialect.do_ping,
+        closed=_liveness.closed_check(driver),
     )
     _states[engine] = state
     if driver == "pymysql" and liveness == "auto":
@@ -205,8 +234,7 @@ def holders(engine: Engine) -> list[Holder]:
     state = _states.get(engine)
     if state is None:
         raise ConfigurationError("holders() needs an engine given to harden(track_leaks=True)")
-    with state.lock:
-        found = [held.holder for held in state.held.values()]
+    found = [held.holder() for held in list(state.held.values())]
     return sorted(found, key=lambda holder: holder.since_monotonic)
 
 
@@ -269,6 +297,8 @@ def _on_connect(state: _State, engine: Engine, dbapi_connection: Any, record: An
     if isinstance(state.recycle, (int, float)):
         info[_RETIRE_AFTER] = float(state.recycle)
     info.pop(_RETURNED_AT, None)
+    if _FD in info:
+        info[_POLLER] = _liveness.poller(info[_FD])
     info[_CONNECTED_AT] = time.monotonic()
 
 
@@ -306,12 +336,12 @@ def _check(state: _State, dbapi_connection: Any, info: dict[str, Any], returned_
     if state.liveness == "ping":
         _ping(state, dbapi_connection, "ping at checkout")
         return
-    if _liveness.closed_by_driver(state.driver, dbapi_connection):
+    if state.closed(dbapi_connection):
         raise exc.DisconnectionError("sessionward: the driver reports the connection closed")
-    fd = info.get(_FD)
-    if fd is None:
+    poller = info.get(_POLLER)
+    if poller is None:
         _ping(state, dbapi_connection, "no socket to look at")
-    elif _liveness.readable(fd):
+    elif poller.poll(0):
         _ping(state, dbapi_connection, "the server sent something while it was idle")
     elif idle > state.ping_after_idle_seconds:
         _ping(state, dbapi_connection, f"idle {idle:.1f}s")
@@ -330,21 +360,20 @@ def _on_checkin(state: _State, dbapi_connection: Any, record: Any) -> None:
     record.info[_RETURNED_AT] = time.monotonic()
     if not state.track_leaks:
         return
-    with state.lock:
-        held = state.held.pop(id(record), None)
+    held = state.held.pop(id(record), None)
     if held is not None and held.proxy() is None:
+        holder = held.holder()
         _warn(
             f"a pooled connection was garbage-collected without being returned; "
-            f"it was taken at {held.holder.taken_at} (thread {held.holder.thread}) "
-            f"{held.holder.held_seconds:.1f}s ago",
-            held.holder,
+            f"it was taken at {holder.taken_at} (thread {holder.thread}) "
+            f"{holder.held_seconds:.1f}s ago",
+            holder,
         )
 
 
 def _on_gone(state: _State, dbapi_connection: Any, record: Any, *args: Any) -> None:
     if state.track_leaks and record is not None:
-        with state.lock:
-            state.held.pop(id(record), None)
+        state.held.pop(id(record), None)
 
 
 # --------------------------------------------------------------------------- leaks
@@ -352,20 +381,19 @@ def _on_gone(state: _State, dbapi_connection: Any, record: Any, *args: Any) -> N
 
 def _track(state: _State, record: Any, proxy: Any) -> None:
     now = time.monotonic()
-    holder = Holder(
-        taken_at=_taken_at(),
-        thread=threading.current_thread().name,
-        since_monotonic=now,
-        since_wall=time.time(),
-        stack="".join(traceback.format_stack()) if state.capture_stacks else None,
-    )
-    overdue: list[Holder] = []
-    with state.lock:
-        state.held[id(record)] = _Held(holder, weakref.ref(proxy))
-        for held in state.held.values():
-            if not held.warned and now - held.holder.since_monotonic > state.hold_warning_seconds:
-                held.warned = True
-                overdue.append(held.holder)
+    code, line = _taken_at()
+    held = _Held(code, line, threading.current_thread().name, now, weakref.ref(proxy))
+    if state.capture_stacks:
+        held.stack = "".join(traceback.format_stack())
+    state.held[id(record)] = held
+    if now < state.next_scan:
+        return
+    state.next_scan = now + max(state.hold_warning_seconds / 4, MIN_SCAN_INTERVAL_SECONDS)
+    overdue = []
+    for other in list(state.held.values()):
+        if not other.warned and now - other.since > state.hold_warning_seconds:
+            other.warned = True
+            overdue.append(other.holder())
     for late in overdue:
         _warn(
             f"a pooled connection has been held for {late.held_seconds:.1f}s, "
@@ -374,16 +402,48 @@ def _track(state: _State, record: Any, proxy: Any) -> None:
         )
 
 
-def _taken_at() -> str:
+#: Code objects known to be ours or SQLAlchemy's, so each is judged once.
+_internal_code: dict[Any, bool] = {}
+#: How deep the application's frame was last time, from ``_taken_at``: checked
+#: first, so the common case looks at two frames instead of walking the stack.
+_last_depth = [2]
+
+
+def _taken_at() -> tuple[Any, int]:
     """The first frame outside SQLAlchemy and sessionward: who asked for the connection."""
-    frame = inspect.currentframe()
+    depth = _last_depth[0]
+    try:
+        frame = sys._getframe(depth)
+        if not _is_internal(frame.f_code) and _is_internal(sys._getframe(depth - 1).f_code):
+            return frame.f_code, frame.f_lineno
+    except ValueError:  # the stack is shorter this time
+        pass
+    depth = 2
+    walk: Any = sys._getframe(depth)
+    while walk is not None:
+        if not _is_internal(walk.f_code):
+            _last_depth[0] = depth
+            return walk.f_code, walk.f_lineno
+        walk = walk.f_back
+        depth += 1
+    return None, 0
+
+
+def _is_internal(code: Any) -> bool:
+    known = _internal_code.get(code)
+    if known is None:
+        module = _module_of(code)
+        known = _internal_code[code] = module == __name__ or module.startswith(_NOT_THE_APPLICATION)
+    return known
+
+
+def _module_of(code: Any) -> str:
+    frame: Any = sys._getframe(1)
     while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith(_NOT_THE_APPLICATION) and module != __name__:
-            code = frame.f_code
-            return f"{code.co_filename}:{frame.f_lineno} in {code.co_name}"
+        if frame.f_code is code:
+            return str(frame.f_globals.get("__name__", ""))
         frame = frame.f_back
-    return "<unknown>"
+    return ""
 
 
 def _warn(message: str, holder: Holder) -> None:

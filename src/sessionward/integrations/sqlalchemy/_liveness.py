@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import select
 import socket
+from collections.abc import Callable
 from typing import Any
 
 #: Anything to read, or an error or hang-up on the socket.
@@ -48,22 +49,23 @@ def descriptor(driver: str, dbapi_connection: Any) -> int | None:
     return None
 
 
-def closed_by_driver(driver: str, dbapi_connection: Any) -> bool:
-    """Whether the driver itself already knows the connection is unusable."""
+def closed_check(driver: str) -> Callable[[Any], bool]:
+    """For ``driver``: whether the driver itself already knows a connection is unusable."""
     if driver == "psycopg":
-        return bool(dbapi_connection.closed or dbapi_connection.broken)
+        return lambda connection: bool(connection.closed or connection.broken)
     if driver == "psycopg2":
-        return bool(dbapi_connection.closed)
+        return lambda connection: bool(connection.closed)
     if driver == "pymysql":
-        return not dbapi_connection.open
-    return False
+        return lambda connection: not connection.open
+    return lambda connection: False
 
 
-def readable(fd: int) -> bool:
-    """Whether the peer sent something (or hung up) on ``fd``; never waits."""
-    poller = select.poll()
-    poller.register(fd, _POLL_EVENTS)
-    return bool(poller.poll(0))
+def poller(fd: int) -> Any:
+    """A ``poll`` object on ``fd``: ``poller.poll(0)`` is non-empty when the peer sent
+    something or hung up, and never waits."""
+    made = select.poll()
+    made.register(fd, _POLL_EVENTS)
+    return made
 
 
 def pymysql_connect(cargs: Any, cparams: dict[str, Any]) -> tuple[Any, int]:

@@ -1,0 +1,189 @@
+"""What ``harden()`` costs: single-row transactions per second, one thread.
+
+For psycopg 3 and psycopg2 (on a throwaway embedded PostgreSQL) and PyMySQL (on
+MariaDB/MySQL), three engines on the same server, timed in the same run and in
+alternating order so drift hits all alike:
+
+- plain: ``create_engine(url)``, which hands out dead connections;
+- pre-ping: ``create_engine(url, pool_pre_ping=True)``, a round trip per checkout;
+- harden: ``harden(create_engine(url))``, a look at the socket per checkout.
+
+Each transaction checks a connection out, inserts one row, commits and checks
+the connection back in.
+
+MariaDB/MySQL: a throwaway ``mariadbd`` (the test suite's helper, with
+``innodb_flush_log_at_trx_commit = 2`` like the embedded PostgreSQL's
+``fsync = off``), or ``--mysql URL``: a server that flushes its log at every
+commit spends milliseconds on the disk, which hides any per-checkout cost.
+
+Run: ``make bench`` or ``.venv/bin/python bench/liveness.py [--rounds 60]``.
+Prints a Markdown table and exits non-zero when harden() is below 0.97x plain
+or below 1.2x pre-ping for any driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from sessionward.embedded import EmbeddedPostgres
+from sessionward.sqlalchemy import harden
+
+TARGET_VS_PLAIN = 0.97
+TARGET_VS_PRE_PING = 1.2
+_ids = itertools.count(1)
+#: Transactions an engine runs before the next one takes its turn.
+BATCH = 25
+MODES = ("plain", "pre-ping", "harden")
+SCHEMES = {
+    "psycopg": "postgresql+psycopg",
+    "psycopg2": "postgresql+psycopg2",
+    "pymysql": "mysql+pymysql",
+}
+
+
+def make_engine(url: str, mode: str) -> Engine:
+    if mode == "pre-ping":
+        return sqlalchemy.create_engine(url, pool_pre_ping=True)
+    engine = sqlalchemy.create_engine(url)
+    return harden(engine) if mode == "harden" else engine
+
+
+def run(engine: Engine, count: int) -> float:
+    """Seconds taken by ``count`` single-row transactions."""
+    insert = text("INSERT INTO sw_bench_rows (id, v) VALUES (:id, 0)")
+    started = time.perf_counter()
+    for _ in range(count):
+        with engine.begin() as connection:
+            connection.execute(insert, {"id": next(_ids)})
+    return time.perf_counter() - started
+
+
+def bench_driver(url: str, rounds: int) -> dict[str, float]:
+    """Transactions per second of each engine, and harden()'s ratios to the others.
+
+    The engines take turns every ``BATCH`` transactions, in an order that
+    alternates, for ``rounds`` rounds.  Each ratio is the median of the
+    per-round ratios, so a burst of load elsewhere on the machine (which hits
+    one turn, not a whole round) does not decide it.
+    """
+    engines = {mode: make_engine(url, mode) for mode in MODES}
+    try:
+        for engine in engines.values():
+            run(engine, BATCH)  # warm up: connect, prepare, fill caches
+        spent: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for number in range(rounds):
+            order = MODES if number % 2 == 0 else tuple(reversed(MODES))
+            for mode in order:
+                spent[mode].append(run(engines[mode], BATCH))
+        result = {mode: BATCH / statistics.median(times) for mode, times in spent.items()}
+        result["vs plain"] = statistics.median(
+            p / h for p, h in zip(spent["plain"], spent["harden"], strict=True)
+        )
+        result["vs pre-ping"] = statistics.median(
+            p / h for p, h in zip(spent["pre-ping"], spent["harden"], strict=True)
+        )
+        return result
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+
+
+def prepare(url: str) -> None:
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS sw_bench_rows"))
+        connection.execute(text("CREATE TABLE sw_bench_rows (id bigint PRIMARY KEY, v bigint)"))
+    engine.dispose()
+
+
+def drop(url: str) -> None:
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS sw_bench_rows"))
+    engine.dispose()
+
+
+@contextlib.contextmanager
+def mysql_server(url: str | None) -> Iterator[str | None]:
+    if url:
+        yield url
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.integrations.errors._own_servers import OwnMariaDB
+
+    if OwnMariaDB.available() is not None:
+        yield None
+        return
+    server = OwnMariaDB()
+    try:
+        server.start()
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", autocommit=True)
+        conn.cursor().execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
+        conn.close()
+        yield server.url
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rounds", type=int, default=120, help=f"alternating rounds of {BATCH} (at least 3)"
+    )
+    parser.add_argument("--mysql", metavar="URL", help="instead of a throwaway mariadbd")
+    args = parser.parse_args()
+    rounds = max(args.rounds, 3)
+    results: list[tuple[str, dict[str, float]]] = []
+    with EmbeddedPostgres() as pg:
+        for driver in ("psycopg", "psycopg2"):
+            url = f"{SCHEMES[driver]}://{pg.url.split('://', 1)[1]}"
+            prepare(url)
+            results.append((driver, bench_driver(url, rounds)))
+    with mysql_server(args.mysql) as mysql_url:
+        if mysql_url is None:
+            print("no MariaDB/MySQL: give --mysql URL", file=sys.stderr)
+            return 2
+        url = f"{SCHEMES['pymysql']}://{mysql_url.split('://', 1)[1]}"
+        prepare(url)
+        try:
+            results.append(("pymysql", bench_driver(url, rounds)))
+        finally:
+            drop(url)
+    missed = print_table(results, rounds)
+    return 1 if missed else 0
+
+
+def print_table(results: list[tuple[str, dict[str, float]]], rounds: int) -> bool:
+    print(
+        f"Single-row transactions per second, one thread; {rounds} alternating rounds of "
+        f"{BATCH} per engine, medians:\n"
+    )
+    print("| driver | plain | pool_pre_ping | harden() | harden() vs plain | vs pre-ping |")
+    print("|---|---:|---:|---:|---:|---:|")
+    missed = False
+    for driver, rates in results:
+        vs_plain, vs_ping = rates["vs plain"], rates["vs pre-ping"]
+        ok = vs_plain >= TARGET_VS_PLAIN and vs_ping >= TARGET_VS_PRE_PING
+        missed |= not ok
+        counts = " | ".join(f"{rates[mode]:,.0f}" for mode in MODES)
+        verdict = "" if ok else " **missed**"
+        print(f"| {driver} | {counts} | {vs_plain:.2f}× | {vs_ping:.2f}× |{verdict}")
+    print(f"\nTargets: harden() ≥ {TARGET_VS_PLAIN}× plain and ≥ {TARGET_VS_PRE_PING}× pre-ping.")
+    return missed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
