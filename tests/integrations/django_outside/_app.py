@@ -274,7 +274,37 @@ def requests() -> None:
         wait_go()
 
 
+def pool_edges() -> None:
+    """An initializer that queries, keep=True, and shutdown(cancel_futures=True) mid-run."""
+    from sessionward.django import ThreadPoolExecutor
+
+    release = threading.Event()
+    busy = threading.Semaphore(0)
+
+    def blocker() -> None:
+        sql("SELECT 1")
+        busy.release()
+        release.wait(10)
+
+    executor = ThreadPoolExecutor(max_workers=3, initializer=sql, initargs=("SELECT 1",), keep=True)
+    futures = [executor.submit(sql, "SELECT 1") for _ in range(3)]
+    for future in futures:
+        future.result()
+    emit("warm")
+    wait_go()
+    # Every worker busy, 30 tasks queued behind them: those are what gets cancelled.
+    futures = [executor.submit(blocker) for _ in range(3)]
+    futures += [executor.submit(sql, "SELECT 1") for _ in range(30)]
+    for _ in range(3):
+        busy.acquire(timeout=10)
+    threading.Timer(0.3, release.set).start()
+    executor.shutdown(wait=True, cancel_futures=True)
+    emit("shut", cancelled=sum(f.cancelled() for f in futures))
+    wait_go()
+
+
 SCENARIOS = {
+    "pool_edges": pool_edges,
     "pool": pool,
     "script": script,
     "retry": retry,

@@ -155,6 +155,16 @@ class App:
             )
         return {int(row[0]) for row in rows}
 
+    def sessions_once_gone(self, timeout: float = 5) -> set[int]:
+        """The app's sessions once none is left, or those still there after ``timeout``.
+
+        A backend leaves ``pg_stat_activity`` shortly after its client closed.
+        """
+        deadline = time.monotonic() + timeout
+        while (sessions := self.sessions()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return sessions
+
     def terminate(self, pid: int) -> None:
         if self.engine == "postgresql":
             self.server.execute("SELECT pg_terminate_backend(%s)", (pid,))

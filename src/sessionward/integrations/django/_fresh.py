@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 from contextlib import ContextDecorator, suppress
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction  # type: ignore[import-untyped]
 
@@ -25,6 +25,8 @@ from ...core import CommitOutcomeUnknown, ConfigurationError, SessionEnded, clas
 from ._liveness import Liveness, liveness
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Backoff:
@@ -228,15 +230,20 @@ class fresh_connections(ContextDecorator):
 class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     """``concurrent.futures.ThreadPoolExecutor`` whose tasks get fresh Django connections.
 
-    Every task (and the ``initializer``) runs inside ``fresh_connections()``,
-    so a connection broken or ended during one task is never handed to the
-    next.  With ``keep=True`` a worker keeps its healthy connections between
-    tasks; ``shutdown()`` then has every worker close its own (Django's
-    connections belong to the thread that opened them).
+    Every task runs inside ``fresh_connections()``, so a connection broken or
+    ended during one task is never handed to the next; the ``initializer``
+    runs inside one too and its connections are always closed after it.  With
+    ``keep=True`` a worker keeps its healthy connections between tasks (as
+    long as ``CONN_MAX_AGE`` allows); ``shutdown()`` then has every worker
+    close its own, since Django's connections belong to the thread that
+    opened them.  ``shutdown(wait=False)`` queues one close per worker and
+    returns; a worker busy for more than a minute may then miss its close.
     """
 
-    #: How long a worker waits at shutdown for the others to take their close task.
-    SHUTDOWN_BARRIER_SECONDS = 30.0
+    #: How often ``shutdown()`` looks whether every worker has closed its connections.
+    SHUTDOWN_POLL_SECONDS = 0.01
+    #: With ``shutdown(wait=False)``, how long workers wait for each other to close.
+    SHUTDOWN_NOWAIT_SECONDS = 60.0
 
     def __init__(
         self,
@@ -264,14 +271,19 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     def _sessionward_start_worker(
         self, initializer: Callable[..., object] | None, *initargs: Any
     ) -> None:
+        # Registered before its first task, so shutdown() knows whom to ask to close.
         with self._sessionward_lock:
             self._sessionward_workers.add(threading.current_thread())
         if initializer is not None:
-            with self._sessionward_fresh._recreate_cm():
+            with fresh_connections(using=self._sessionward_fresh.using):
                 initializer(*initargs)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        future = super().submit(self._sessionward_task, fn, *args, **kwargs)
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = super().submit(
+            self._sessionward_task, fn, *args, **kwargs
+        )
         self._sessionward_futures.add(future)
         return future
 
@@ -281,29 +293,57 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if cancel_futures:
+            # Ours, not the close tasks below, which must still run.
             for future in list(self._sessionward_futures):
                 future.cancel()
         if self._sessionward_fresh.keep:
-            self._sessionward_close_workers()
+            self._sessionward_close_workers(wait=wait)
         super().shutdown(wait=wait)
 
-    def _sessionward_close_workers(self) -> None:
-        """One close task per live worker; a barrier keeps a worker from taking two."""
-        with self._sessionward_lock:
-            workers = [thread for thread in self._sessionward_workers if thread.is_alive()]
-        if not workers:
-            return
-        barrier = threading.Barrier(len(workers), timeout=self.SHUTDOWN_BARRIER_SECONDS)
+    def _sessionward_close_workers(self, *, wait: bool) -> None:
+        """Have each worker close its own connections, once.
+
+        Close tasks queue behind the tasks already submitted; a worker that ran
+        one waits until every registered worker has, so it never takes a second.
+        """
         using = self._sessionward_fresh.using
+        closed: set[threading.Thread] = set()
+        all_closed = threading.Event()
+        pending: list[concurrent.futures.Future[None]] = []
 
         def close_own() -> None:
             for wrapper in _thread_connections(using):
                 _discard(wrapper)
-            with suppress(threading.BrokenBarrierError):
-                barrier.wait()
+            with self._sessionward_lock:
+                closed.add(threading.current_thread())
+            all_closed.wait()
 
-        for _ in workers:
-            try:
-                concurrent.futures.ThreadPoolExecutor.submit(self, close_own)
-            except RuntimeError:  # already shut down
-                return
+        def remaining() -> int:
+            with self._sessionward_lock:
+                alive = {thread for thread in self._sessionward_workers if thread.is_alive()}
+            return len(alive - closed)
+
+        def queue_closes() -> None:
+            queued = sum(1 for future in pending if not (future.running() or future.done()))
+            for _ in range(remaining() - queued):
+                pending.append(concurrent.futures.ThreadPoolExecutor.submit(self, close_own))
+
+        if not wait:
+            # No waiting here: a watcher releases the workers once each has closed.
+            queue_closes()
+
+            def watch() -> None:
+                deadline = time.monotonic() + self.SHUTDOWN_NOWAIT_SECONDS
+                while remaining() and time.monotonic() < deadline:
+                    time.sleep(self.SHUTDOWN_POLL_SECONDS)
+                all_closed.set()
+
+            threading.Thread(target=watch, name="sessionward-shutdown", daemon=True).start()
+            return
+        try:
+            queue_closes()
+            while remaining():
+                time.sleep(self.SHUTDOWN_POLL_SECONDS)
+                queue_closes()
+        finally:
+            all_closed.set()
