@@ -8,7 +8,10 @@ engine as the control.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,8 +30,10 @@ OURS = {"SW_OUT_ENGINE": "sessionward", "SW_OUT_PERSISTENT": "1"}
 PLAIN = {"SW_OUT_ENGINE": "django", "SW_OUT_PERSISTENT": "1"}
 
 
-def requests(app: App, env: dict[str, str], between: Any = None) -> list[dict[str, Any]]:
-    """Three requests; ``between`` runs after the first."""
+def requests(
+    app: App, env: dict[str, str], between: Any = None, after: Any = None
+) -> list[dict[str, Any]]:
+    """Three requests; ``between`` runs after the first, ``after`` after the last."""
     child = app.start("requests", **env)
     child.expect("checked")
     responses = [child.expect("response")]
@@ -38,13 +43,31 @@ def requests(app: App, env: dict[str, str], between: Any = None) -> list[dict[st
     responses.append(child.expect("response"))
     child.go()
     responses.append(child.expect("response"))
+    if after is not None:
+        after()
     child.go()
     child.close()
     return responses
 
 
+def sessionward_ls(app: App) -> list[dict[str, Any]]:
+    """``sessionward ls --json`` on the app's database, as a user runs it."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "sessionward", "ls", "--json", "--dsn", app.server.url,
+         "--database", app.database],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    sessions: list[dict[str, Any]] = json.loads(completed.stdout)["sessions"]
+    return sessions
+
+
 def test_check_and_requests_on_postgresql(pg_app: App) -> None:
-    responses = requests(pg_app, {**OURS, "SW_OUT_TIMEOUTS": "1"})
+    listed: list[dict[str, Any]] = []
+    responses = requests(
+        pg_app,
+        {**OURS, "SW_OUT_TIMEOUTS": "1"},
+        after=lambda: listed.extend(sessionward_ls(pg_app)),
+    )
 
     assert [r["status"] for r in responses] == [200, 200, 200]
     first = responses[0]
@@ -54,10 +77,10 @@ def test_check_and_requests_on_postgresql(pg_app: App) -> None:
     assert program.startswith("_app.py[")
     assert thread == "MainThread"
     assert first["statement"] == "7s"  # OPTIONS["sessionward_timeouts"]
-    rows = pg_app.server.execute(
-        "SELECT application_name FROM pg_stat_activity WHERE pid = %s", (first["pid"],)
-    )
-    assert rows in ([], [(first["application_name"],)])
+    # sessionward ls says which process and thread hold the session.
+    assert [(s["pid"], s["application"]) for s in listed] == [
+        (first["pid"], first["application_name"])
+    ]
 
 
 def test_check_and_requests_on_mariadb(mysql_app: App) -> None:
