@@ -140,3 +140,22 @@ def test_audit_recovery_closes_open_decisions_and_skips_a_torn_line(tmp_path):
     audit.close()
     assert [r["id"] for r in added] == ["b"]
     assert open_decisions(read_records(path)) == []
+
+
+def test_the_documented_example_policy_is_valid():
+    from pathlib import Path
+
+    from sessionward.core import parse_policy
+
+    example = Path(__file__).parents[2] / "docs" / "reaper" / "policy.example.toml"
+    policy = parse_policy(example.read_text())
+    assert [rule.name for rule in policy.rules][:2] == ["idle-in-transaction", "slow-reports"]
+
+
+def test_leader_lock_takes_an_optional_name():
+    from sessionward.interfaces.reaper import reap_command
+
+    parse = lambda *a: reap_command.make_context("reap", ["--policy", "p", *a]).params  # noqa: E731
+    assert parse()["leader_lock"] is None
+    assert parse("--leader-lock", "--once")["leader_lock"] == "sessionward.reaper"
+    assert parse("--leader-lock", "mine")["leader_lock"] == "mine"
