@@ -78,7 +78,11 @@ def configure() -> None:
                 "PORT": os.environ.get("SW_OUT_PORT", ""),
                 "USER": os.environ.get("SW_OUT_USER", ""),
                 "PASSWORD": os.environ.get("SW_OUT_PASSWORD", ""),
-                "CONN_MAX_AGE": None if os.environ.get("SW_OUT_PERSISTENT") == "1" else 0,
+                "CONN_MAX_AGE": (
+                    None
+                    if os.environ.get("SW_OUT_PERSISTENT") == "1"
+                    else float(os.environ.get("SW_OUT_MAX_AGE", "0"))
+                ),
                 "OPTIONS": options,
             }
         },
@@ -189,6 +193,20 @@ def script() -> None:
         emit("step", step=step)
         wait_go()
     emit("done")
+
+
+def age() -> None:
+    """keep=True keeps a connection until CONN_MAX_AGE (1 s here), then replaces it."""
+    import time
+
+    from sessionward.django import fresh_connections
+
+    pids = []
+    for pause in (0.0, 0.0, 1.2):
+        time.sleep(pause)
+        with fresh_connections(keep=True):
+            pids.append(backend_pid())
+    emit("pids", pids=pids)
 
 
 def retry() -> None:
@@ -308,6 +326,7 @@ SCENARIOS = {
     "pool": pool,
     "script": script,
     "retry": retry,
+    "age": age,
     "commit": commit,
     "requests": requests,
 }

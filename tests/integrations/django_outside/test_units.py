@@ -35,6 +35,22 @@ def test_script_holds_no_session_between_steps_on_mariadb(mysql_app: App) -> Non
     check_script(mysql_app)
 
 
+def check_age(app: App) -> None:
+    child = app.start("age", SW_OUT_MAX_AGE="1")
+    first, second, third = child.expect("pids")["pids"]
+    child.close()
+    assert first == second  # kept while healthy and young
+    assert third != first  # replaced once past CONN_MAX_AGE
+
+
+def test_keep_replaces_a_connection_past_conn_max_age_on_postgresql(pg_app: App) -> None:
+    check_age(pg_app)
+
+
+def test_keep_replaces_a_connection_past_conn_max_age_on_mariadb(mysql_app: App) -> None:
+    check_age(mysql_app)
+
+
 def check_retry(app: App) -> None:
     child = app.start("retry")
     pid = child.expect("inserted")["pid"]
