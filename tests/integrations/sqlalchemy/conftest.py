@@ -11,7 +11,16 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import Engine
 
-from tests.fix_servers import Server, _mysql_server, _pg_params, _pg_server, mysql_connect, unique
+from tests.fix_servers import (
+    Server,
+    _mysql_server,
+    _pg_params,
+    _pg_server,
+    missing_server,
+    mysql_connect,
+    unique,
+)
+from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
 
 SCHEMES = {
     "psycopg": "postgresql+psycopg",
@@ -180,3 +189,34 @@ def lab(request: pytest.FixtureRequest, sqla_databases: _Databases) -> Iterator[
     made = Lab(server, sqla_databases.on(server), driver)
     yield made
     made.close()
+
+
+# --------------------------------------------------------------------------- servers of our own
+
+
+@pytest.fixture(scope="session")
+def own_pg() -> Iterator[OwnPostgres]:
+    """An embedded PostgreSQL the tests may restart: never the shared ones."""
+    server = OwnPostgres()
+    try:
+        server.start()
+    except Exception as error:
+        missing_server(f"no embedded PostgreSQL of our own to restart: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def own_mariadb() -> Iterator[OwnMariaDB]:
+    """A throwaway ``mariadbd`` the tests may restart."""
+    reason = OwnMariaDB.available()
+    if reason is not None:
+        missing_server(f"no throwaway MariaDB to restart: {reason}")
+    server = OwnMariaDB()
+    try:
+        server.start()
+    except Exception as error:
+        server.stop()
+        missing_server(f"the throwaway MariaDB did not start: {error}")
+    yield server
+    server.stop()

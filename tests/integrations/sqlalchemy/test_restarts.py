@@ -6,7 +6,6 @@ started for this module, never on the shared servers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,38 +14,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from sessionward.sqlalchemy import harden
-from tests.fix_servers import missing_server
 from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
 from tests.integrations.errors._proxy import Proxy
 from tests.integrations.sqlalchemy.conftest import sqlalchemy_url
 
 POOLED = 3
-
-
-@pytest.fixture(scope="module")
-def own_pg() -> Iterator[OwnPostgres]:
-    server = OwnPostgres()
-    try:
-        server.start()
-    except Exception as error:
-        missing_server(f"no embedded PostgreSQL of our own to restart: {error}")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def own_mariadb() -> Iterator[OwnMariaDB]:
-    reason = OwnMariaDB.available()
-    if reason is not None:
-        missing_server(f"no throwaway MariaDB to restart: {reason}")
-    server = OwnMariaDB()
-    try:
-        server.start()
-    except Exception as error:
-        server.stop()
-        missing_server(f"the throwaway MariaDB did not start: {error}")
-    yield server
-    server.stop()
 
 
 def _fill(engine: Engine) -> None:
