@@ -21,6 +21,7 @@ except ImportError:
 
 from ..integrations.sqlalchemy import (
     Backoff,
+    ConcurrentUse,
     Holder,
     LeakWarning,
     PoolTimeout,
@@ -34,6 +35,7 @@ from ..integrations.sqlalchemy import (
 
 __all__ = [
     "Backoff",
+    "ConcurrentUse",
     "Holder",
     "LeakWarning",
     "PoolTimeout",

@@ -5,6 +5,7 @@ import sessionward.sqlalchemy
 
 SQLALCHEMY_ALL = [
     "Backoff",
+    "ConcurrentUse",
     "Holder",
     "LeakWarning",
     "PoolTimeout",

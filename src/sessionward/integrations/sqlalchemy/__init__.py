@@ -3,12 +3,13 @@ whole-transaction retry and hardened pools, through its public events."""
 
 from ._backoff import Backoff
 from ._errors import classify_errors
-from ._harden import Holder, LeakWarning, PoolTimeout, QueuePool, harden, holders
+from ._harden import ConcurrentUse, Holder, LeakWarning, PoolTimeout, QueuePool, harden, holders
 from ._timeouts import apply_timeouts
 from ._transaction import transaction
 
 __all__ = [
     "Backoff",
+    "ConcurrentUse",
     "Holder",
     "LeakWarning",
     "PoolTimeout",

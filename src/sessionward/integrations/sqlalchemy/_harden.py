@@ -33,7 +33,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool as _SAQueuePool
 
-from ...core import ConfigurationError, Timeouts
+from ...core import ConfigurationError, SessionwardError, Timeouts
 from . import _liveness
 from ._timeouts import apply_timeouts
 
@@ -69,6 +69,15 @@ Liveness = Literal["auto", "ping", "off"]
 
 class LeakWarning(ResourceWarning):
     """A pooled connection was held too long, or garbage-collected without being returned."""
+
+
+class ConcurrentUse(SessionwardError):
+    """One connection (so one ``Session``) was used from two threads at once.
+
+    Raised by ``harden(check_threads=True)`` in the thread that came second,
+    before its statement is sent.  Give each thread its own ``Session``
+    (``scoped_session``).
+    """
 
 
 class PoolTimeout(exc.TimeoutError):
@@ -165,6 +174,7 @@ def harden(
     ping_after_idle_seconds: float = DEFAULT_PING_AFTER_IDLE_SECONDS,
     hold_warning_seconds: float = DEFAULT_HOLD_WARNING_SECONDS,
     capture_stacks: bool = False,
+    check_threads: bool = False,
 ) -> Engine:
     """Make ``engine`` replace dead connections at checkout and account for held ones.
 
@@ -181,6 +191,9 @@ def harden(
       warn with ``LeakWarning`` (and a log line) when one is held past
       ``hold_warning_seconds`` or garbage-collected unreturned;
       ``capture_stacks`` keeps the whole stack too.
+    - ``check_threads`` (a debugging aid, off by default): raise
+      ``ConcurrentUse`` when a connection, and so a ``Session``, is used by
+      a second thread while the first is running a statement on it.
 
     Call it right after ``create_engine``; returns the engine.
     """
@@ -226,6 +239,10 @@ def harden(
     event.listen(engine, "checkin", functools.partial(_on_checkin, state))
     for name in ("invalidate", "soft_invalidate", "close", "detach"):
         event.listen(engine, name, functools.partial(_on_gone, state))
+    if check_threads:
+        event.listen(engine, "before_cursor_execute", _enter_statement)
+        event.listen(engine, "after_cursor_execute", _leave_statement)
+        event.listen(engine, "handle_error", _leave_failed_statement)
     return engine
 
 
@@ -374,6 +391,42 @@ def _on_checkin(state: _State, dbapi_connection: Any, record: Any) -> None:
 def _on_gone(state: _State, dbapi_connection: Any, record: Any, *args: Any) -> None:
     if state.track_leaks and record is not None:
         state.held.pop(id(record), None)
+
+
+# --------------------------------------------------------------------------- threads
+
+_RUNNING_IN = "sessionward.running_in_thread"
+
+
+def _enter_statement(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+    me = threading.get_ident()
+    # setdefault is atomic: of two threads arriving together, one sees the other.
+    owner = connection.info.setdefault(_RUNNING_IN, me)
+    if owner != me:
+        raise ConcurrentUse(
+            f"this connection is running a statement in thread {_thread_name(owner)}; "
+            f"thread {threading.current_thread().name} tried to run {statement[:80]!r} on it. "
+            f"A Session (and its connection) must be used by one thread at a time: "
+            f"give each thread its own, for example with scoped_session"
+        )
+
+
+def _leave_statement(connection: Any, *args: Any) -> None:
+    if connection.info.get(_RUNNING_IN) == threading.get_ident():
+        connection.info.pop(_RUNNING_IN, None)
+
+
+def _leave_failed_statement(context: Any) -> None:
+    connection = context.connection
+    if connection is not None and not isinstance(context.original_exception, ConcurrentUse):
+        _leave_statement(connection)
+
+
+def _thread_name(ident: int) -> str:
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return thread.name
+    return str(ident)
 
 
 # --------------------------------------------------------------------------- leaks
