@@ -42,9 +42,9 @@ from tests.integrations.sqlalchemy.conftest import sqlalchemy_url, wait_until
 THREADS = 8
 ACCOUNTS = 100
 OPENING_BALANCE = 1000
-RUN_SECONDS = 5.0
+RUN_SECONDS = 4.0
 CHAOS_INTERVAL_SECONDS = 0.2
-RESTART_AFTER_SECONDS = 2.0
+RESTART_AFTER_SECONDS = 1.5
 APPLICATION = "sw-chaos-app"
 #: Enough attempts, with backoff, to outlast a restart.
 RETRIES = 12
@@ -254,9 +254,10 @@ def _prefix(chaos: Chaos) -> str:
     return "sw_chaos." if chaos.kind == "mysql" else ""
 
 
-def test_chaos_on_postgresql(own_pg: OwnPostgres) -> None:
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_chaos_on_postgresql(own_pg: OwnPostgres, driver: str) -> None:
     chaos = Chaos("postgresql", own_pg.url, own_pg.restart)
-    _run(chaos, sqlalchemy_url(own_pg.url, "psycopg"), {"application_name": APPLICATION})
+    _run(chaos, sqlalchemy_url(own_pg.url, driver), {"application_name": APPLICATION})
 
 
 def test_chaos_on_mariadb(own_mariadb: OwnMariaDB) -> None:

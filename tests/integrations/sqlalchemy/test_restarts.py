@@ -6,6 +6,7 @@ started for this module, never on the shared servers.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -47,13 +48,18 @@ def _engines(url: str) -> tuple[Engine, Engine]:
     return plain, hardened
 
 
-def _check_restart(url: str, restart: Any) -> None:
+def _check_restart(
+    url: str, restart: Any, caplog: pytest.LogCaptureFixture, *, is_restart: bool = True
+) -> None:
     plain, hardened = _engines(url)
     try:
         _fill(plain)
         _fill(hardened)
         restart()
-        assert _errors_over(hardened, 2 * POOLED) == []
+        with caplog.at_level(logging.WARNING, "sessionward.sqlalchemy"):
+            assert _errors_over(hardened, 2 * POOLED) == []
+        # The first new connection tells a restart apart from a network drop.
+        assert ("the server restarted" in caplog.text) is is_restart
         assert _errors_over(plain, 2 * POOLED), "the plain engine was expected to fail once"
     finally:
         plain.dispose()
@@ -61,21 +67,27 @@ def _check_restart(url: str, restart: Any) -> None:
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_a_postgresql_restart_is_hidden(own_pg: OwnPostgres, driver: str) -> None:
-    _check_restart(sqlalchemy_url(own_pg.url, driver), own_pg.restart)
+def test_a_postgresql_restart_is_hidden(
+    own_pg: OwnPostgres, driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _check_restart(sqlalchemy_url(own_pg.url, driver), own_pg.restart, caplog)
 
 
-def test_a_mariadb_restart_is_hidden(own_mariadb: OwnMariaDB) -> None:
-    _check_restart(sqlalchemy_url(own_mariadb.url, "pymysql"), own_mariadb.restart)
+def test_a_mariadb_restart_is_hidden(
+    own_mariadb: OwnMariaDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    _check_restart(sqlalchemy_url(own_mariadb.url, "pymysql"), own_mariadb.restart, caplog)
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_a_dropped_network_is_hidden(own_pg: OwnPostgres, driver: str) -> None:
+def test_a_dropped_network_is_hidden(
+    own_pg: OwnPostgres, driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
     proxy = Proxy("127.0.0.1", own_pg.embedded.port or 0)
     try:
         url = sqlalchemy_url(
             own_pg.url.replace(f":{own_pg.embedded.port}/", f":{proxy.port}/"), driver
         )
-        _check_restart(url, proxy.cut)
+        _check_restart(url, proxy.cut, caplog, is_restart=False)
     finally:
         proxy.close()

@@ -50,8 +50,10 @@ RECYCLE_MARGIN_SECONDS = 1.0
 DEFAULT_HOLD_WARNING_SECONDS = 60.0
 #: Held connections are scanned for overdue ones at most this often.
 MIN_SCAN_INTERVAL_SECONDS = 0.01
-#: Two start times closer than this are the same server run (MariaDB counts whole seconds).
-SAME_START_TOLERANCE_SECONDS = 2.0
+#: Two start times closer than this are the same server run: PostgreSQL gives its
+#: start time in microseconds, MariaDB/MySQL only an uptime in whole seconds
+#: (a quick MariaDB restart is told by its connection ids starting again from 1).
+SAME_START_TOLERANCE_SECONDS = {"postgresql": 0.001, "mysql": 2.0}
 
 _DRIVERS = ("psycopg", "psycopg2", "pymysql")
 #: Modules whose frames are never "who took the connection".
@@ -154,6 +156,7 @@ class _State:
     ping: Callable[[Any], Any]
     closed: Callable[[Any], bool]
     started_at: float | None = None
+    max_connection_id: int = 0
     restarted_at: float = 0.0
     # Single dict operations are atomic under the GIL; only the scans copy it first.
     held: dict[int, _Held] = field(default_factory=dict)
@@ -297,26 +300,38 @@ def _on_connect(state: _State, engine: Engine, dbapi_connection: Any, record: An
     if fd is not None:
         info[_FD] = fd
     if state.liveness == "auto" or state.recycle == "auto":
-        started_at, idle_limit = _facts(state, dbapi_connection)
+        started_at, idle_limit, connection_id = _facts(state, dbapi_connection)
         if state.recycle == "auto" and idle_limit:
             info[_RETIRE_AFTER] = retire_after(idle_limit)
-        if started_at is not None:
-            with state.lock:
-                previous = state.started_at
-                if previous is not None and started_at - previous > SAME_START_TOLERANCE_SECONDS:
-                    logger.warning(
-                        "%s: the server restarted; older pooled connections are replaced",
-                        engine.url.render_as_string(hide_password=True),
-                    )
-                    state.restarted_at = time.monotonic()
-                if previous is None or started_at > previous:
-                    state.started_at = started_at
+        if started_at is not None and _restarted(state, started_at, connection_id):
+            logger.warning(
+                "%s: the server restarted; older pooled connections are replaced",
+                engine.url.render_as_string(hide_password=True),
+            )
+            state.restarted_at = time.monotonic()
     if isinstance(state.recycle, (int, float)):
         info[_RETIRE_AFTER] = float(state.recycle)
     info.pop(_RETURNED_AT, None)
     if _FD in info:
         info[_POLLER] = _liveness.poller(info[_FD])
     info[_CONNECTED_AT] = time.monotonic()
+
+
+def _restarted(state: _State, started_at: float, connection_id: int | None) -> bool:
+    """Whether this new connection shows a server run later than the ones before it."""
+    with state.lock:
+        previous, previous_id = state.started_at, state.max_connection_id
+        if previous is None or started_at > previous:
+            state.started_at = started_at
+        if connection_id is not None:
+            state.max_connection_id = max(previous_id, connection_id)
+        if previous is None:
+            return False
+        later = started_at - previous > SAME_START_TOLERANCE_SECONDS[state.flavour]
+        if connection_id is not None and connection_id < previous_id:
+            later = True
+            state.max_connection_id = connection_id
+        return later
 
 
 def retire_after(idle_limit_seconds: float) -> float:
@@ -516,8 +531,9 @@ def _flavour(engine: Engine) -> str:
     return "mysql"
 
 
-def _facts(state: _State, dbapi_connection: Any) -> tuple[float | None, float | None]:
-    """The server's start time (epoch seconds) and this session's idle limit (seconds)."""
+def _facts(state: _State, dbapi_connection: Any) -> tuple[float | None, float | None, int | None]:
+    """The server's start time (epoch seconds), this session's idle limit (seconds) and,
+    on MariaDB/MySQL, its connection id."""
     if state.flavour == "postgresql":
         name = "get_liveness_facts_postgresql"
     else:
@@ -540,12 +556,13 @@ def _facts(state: _State, dbapi_connection: Any) -> tuple[float | None, float | 
         )
         with contextlib.suppress(Exception):
             dbapi_connection.rollback()
-        return None, None
+        return None, None, None
     if row is None:
-        return None, None
+        return None, None, None
     started_at = float(row[0]) if row[0] is not None else None
     idle_limit = float(row[1]) if row[1] is not None else None
-    return started_at, (idle_limit or None)
+    connection_id = int(row[2]) if row[2] is not None else None
+    return started_at, (idle_limit or None), connection_id
 
 
 def _is_mariadb(dbapi_connection: Any) -> bool:
