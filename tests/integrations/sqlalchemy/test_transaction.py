@@ -77,6 +77,24 @@ def test_the_decorator_reruns_the_whole_unit_and_the_row_exists_once(lab: Lab) -
     factory.remove()
 
 
+def test_a_session_ended_while_idle_before_commit_is_rerun(lab: Lab) -> None:
+    """Ended after its last statement, before COMMIT was sent: nothing applied, so rerun."""
+    factory = sessionmaker(harden(lab.engine()))
+    key = next(_keys)
+    attempts = []
+
+    @transaction(factory, backoff=FAST)
+    def unit(session: Session) -> None:
+        attempts.append(1)
+        _insert(session, key)
+        if len(attempts) == 1:
+            lab.terminate(lab.pid_of(session.connection()))
+
+    unit()
+    assert len(attempts) == 2
+    assert _count(lab, key) == 1
+
+
 def test_an_interrupted_commit_is_not_rerun(lab: Lab) -> None:
     engine = lab.engine()
     key = next(_keys)

@@ -23,6 +23,7 @@ round trip only on a connection that is most likely dead anyway.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 from collections.abc import Callable
@@ -107,3 +108,35 @@ def pymysql_connect(cargs: Any, cparams: dict[str, Any]) -> tuple[Any, int]:
         sock.close()
         raise
     return connection, fd
+
+
+#: PostgreSQL's ErrorResponse message type: a FATAL on an idle session.
+_PG_ERROR_MESSAGE = b"E"
+#: MariaDB/MySQL: a 4-byte packet header, then 0xFF for an error packet.
+_MYSQL_ERROR_OFFSET = 4
+_MYSQL_ERROR_MARKER = 0xFF
+
+
+def ended_while_idle(driver: str, dbapi_connection: Any, fd: int | None) -> bool:
+    """Whether the server already ended this idle session: it sent an error or closed.
+
+    Looks at the first bytes waiting on the socket without consuming them; only
+    an error message or the end of the stream counts, never a notification.
+    Encrypted connections show no plain bytes: they are never judged ended.
+    """
+    if fd is None or not poller(fd).poll(0):
+        return False
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            head = sock.recv(_MYSQL_ERROR_OFFSET + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # reset by the peer
+    if head == b"":
+        return True  # the server closed the connection
+    if driver in ("psycopg", "psycopg2"):
+        return head[:1] == _PG_ERROR_MESSAGE
+    if getattr(dbapi_connection, "ssl", False):
+        return False
+    return len(head) > _MYSQL_ERROR_OFFSET and head[_MYSQL_ERROR_OFFSET] == _MYSQL_ERROR_MARKER

@@ -40,6 +40,8 @@ from ...core import (
 )
 from ...core._errors import _Ending
 from ._backoff import Backoff
+from ._harden import _FD
+from ._liveness import descriptor, ended_while_idle
 
 logger = logging.getLogger("sessionward.sqlalchemy")
 
@@ -184,7 +186,9 @@ class transaction(Generic[Unit]):  # lower case: it reads as a function, @transa
         try:
             if isinstance(unit, Session):
                 unit.flush()  # a failure here comes before COMMIT: the outcome is known
-            committing = True
+            # A session the server ended while the unit sat idle in its transaction
+            # fails its COMMIT too, but then nothing was applied: rerun it.
+            committing = not _ended_before_commit(unit)
             unit.commit()
         except BaseException as error:
             self._fail(unit, owned, error, committing=committing)
@@ -267,6 +271,28 @@ def _as_ending(error: Exception, ending: type[Exception] | None) -> Exception:
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _ended_before_commit(unit: Session | Connection) -> bool:
+    """Whether the server has already ended the unit's session, before COMMIT is sent."""
+    try:
+        if isinstance(unit, Session):
+            if not unit.in_transaction():
+                return False
+            connection = unit.connection()
+        else:
+            connection = unit
+        if connection.invalidated or connection.closed:
+            return False
+        dbapi_connection = connection.connection.dbapi_connection
+        driver = connection.dialect.driver
+        fd = connection.info.get(_FD)
+        if fd is None:
+            fd = descriptor(driver, dbapi_connection)
+        return ended_while_idle(driver, dbapi_connection, fd)
+    except Exception:
+        logger.debug("could not look at the connection before COMMIT", exc_info=True)
+        return False
 
 
 def _discard(unit: Session | Connection) -> None:
