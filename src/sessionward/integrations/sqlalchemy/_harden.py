@@ -119,7 +119,7 @@ class _Held:
 
     __slots__ = ("code", "line", "proxy", "since", "stack", "thread", "warned")
 
-    def __init__(self, code: Any, line: int, thread: str, since: float, proxy: Any) -> None:
+    def __init__(self, code: Any, line: int, thread: int, since: float, proxy: Any) -> None:
         self.code = code
         self.line = line
         self.thread = thread
@@ -136,7 +136,7 @@ class _Held:
         )
         return Holder(
             taken_at=taken_at,
-            thread=self.thread,
+            thread=_thread_name(self.thread),
             since_monotonic=self.since,
             since_wall=time.time() - (time.monotonic() - self.since),
             stack=self.stack,
@@ -345,16 +345,19 @@ def retire_after(idle_limit_seconds: float) -> float:
 
 
 def _on_checkout(state: _State, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    # Runs at every checkout: kept to a few dictionary reads and one poll().
     info = record.info
+    now = time.monotonic()
     returned_at = info.get(_RETURNED_AT)
     if returned_at is not None:  # from the pool, not just connected
-        _check(state, dbapi_connection, info, returned_at)
+        _check(state, dbapi_connection, info, returned_at, now)
     if state.track_leaks:
-        _track(state, record, proxy)
+        _track(state, record, proxy, now)
 
 
-def _check(state: _State, dbapi_connection: Any, info: dict[str, Any], returned_at: float) -> None:
-    now = time.monotonic()
+def _check(
+    state: _State, dbapi_connection: Any, info: dict[str, Any], returned_at: float, now: float
+) -> None:
     if info.get(_CONNECTED_AT, 0.0) < state.restarted_at:
         raise exc.DisconnectionError("sessionward: made before the server restarted")
     idle = now - returned_at
@@ -441,16 +444,15 @@ def _thread_name(ident: int) -> str:
     for thread in threading.enumerate():
         if thread.ident == ident:
             return thread.name
-    return str(ident)
+    return f"{ident} (ended)"
 
 
 # --------------------------------------------------------------------------- leaks
 
 
-def _track(state: _State, record: Any, proxy: Any) -> None:
-    now = time.monotonic()
+def _track(state: _State, record: Any, proxy: Any, now: float) -> None:
     code, line = _taken_at()
-    held = _Held(code, line, threading.current_thread().name, now, weakref.ref(proxy))
+    held = _Held(code, line, threading.get_ident(), now, weakref.ref(proxy))
     if state.capture_stacks:
         held.stack = "".join(traceback.format_stack())
     state.held[id(record)] = held
