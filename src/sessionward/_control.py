@@ -36,6 +36,10 @@ logger = logging.getLogger("sessionward")
 DEFAULT_WAIT_SECONDS = 5.0
 _POLL_SECONDS = 0.5
 _CANCEL_POLL_SECONDS = 0.02
+#: After a terminate, probe every few milliseconds for this long before
+#: waiting on the server (PostgreSQL 14+ checks there only every 100 ms).
+_EXIT_QUICK_POLL_SECONDS = 0.003
+_EXIT_QUICK_WINDOW_SECONDS = 0.05
 #: A database about to be dropped takes every session on it along: superusers'
 #: and replication senders' too (``DROP … WITH (FORCE)`` would end them as well).
 _DROP_SAFETY = Safety(include_superusers=True, include_replication=True)
@@ -185,6 +189,24 @@ class SessionControl:
             results.update(self._signal_and_verify(action, allowed, wait_seconds))
         return tuple(results[pid] for pid in requested)
 
+    def _terminate_together(
+        self, action: Action, sessions: Collection[Session]
+    ) -> tuple[set[int] | None, bool]:
+        """Signal many sessions in one round trip where the adapter can.
+
+        Return the pids signalled (``None``: signal each singly) and whether a
+        combined signal was refused.  A refusal for any of them makes every one
+        be signalled again singly, so each gets its own ``not permitted`` or
+        outcome; one already gone by then left after the combined signal.
+        """
+        terminate_many = _batch_terminator(self._backend)
+        if action is not Action.TERMINATE or terminate_many is None or len(sessions) < 2:
+            return None, False
+        try:
+            return terminate_many([(s.pid, s.started_at) for s in sessions]), False
+        except PermissionDenied:
+            return None, True
+
     def _signal_and_verify(
         self, action: Action, sessions: Collection[Session], wait_seconds: float
     ) -> dict[int, EndResult]:
@@ -195,6 +217,7 @@ class SessionControl:
         # Taken before signalling so a statement that ends on its own still counts as new.
         tokens = self._backend.probe([s.pid for s in sessions]) if action is Action.CANCEL else {}
         pending: dict[int, Session] = {}
+        sent_together, refused_together = self._terminate_together(action, sessions)
         for session in sessions:
             if action is Action.CANCEL and tokens.get(session.pid) is None:
                 # Its statement finished (or it left) since the snapshot: nothing to cancel.
@@ -202,7 +225,10 @@ class SessionControl:
                 results[session.pid] = EndResult(session.pid, Outcome.ALREADY_GONE, why, session)
                 continue
             try:
-                sent = signal(session.pid, started_at=session.started_at)
+                if sent_together is not None:
+                    sent = session.pid in sent_together
+                else:
+                    sent = signal(session.pid, started_at=session.started_at)
             except PermissionDenied as denied:
                 results[session.pid] = EndResult(
                     session.pid, Outcome.NOT_PERMITTED, str(denied), session
@@ -210,11 +236,17 @@ class SessionControl:
                 continue
             if sent:
                 pending[session.pid] = session
+            elif refused_together:
+                # The refused statement may have signalled it before the refusal.
+                results[session.pid] = EndResult(
+                    session.pid, Outcome.ENDED, "gone after the combined signal", session
+                )
             else:
                 results[session.pid] = EndResult(
                     session.pid, Outcome.ALREADY_GONE, "it ended before the signal", session
                 )
         deadline = time.monotonic() + wait_seconds
+        quick_until = time.monotonic() + _EXIT_QUICK_WINDOW_SECONDS
         while pending:
             present = self._backend.probe(list(pending))
             for pid in list(pending):
@@ -225,7 +257,11 @@ class SessionControl:
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
                 break
-            if action is Action.TERMINATE:
+            if action is Action.TERMINATE and time.monotonic() < quick_until:
+                # A signalled backend usually exits within milliseconds, well before
+                # the server-side wait's first 100 ms step: look again soon.
+                time.sleep(min(remaining, _EXIT_QUICK_POLL_SECONDS))
+            elif action is Action.TERMINATE:
                 first = next(iter(pending.values()))
                 self._backend.wait_for_exit(
                     first.pid,
@@ -238,6 +274,13 @@ class SessionControl:
             waited = f"after {wait_seconds:g}s"
             results[pid] = EndResult(pid, Outcome.STILL_RUNNING, waited, session)
         return results
+
+
+def _batch_terminator(
+    backend: Backend,
+) -> Callable[[list[tuple[int, str | None]]], set[int]] | None:
+    method = getattr(backend, "terminate_many", None)
+    return method if callable(method) else None
 
 
 def _nothing() -> None:

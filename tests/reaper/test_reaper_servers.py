@@ -437,3 +437,20 @@ match = {{ database = "{db}", state = "idle in transaction" }}
     if server.engine == "mysql" and not reaper.outcomes():
         pytest.skip("MariaDB's INNODB_TRX lagged behind (another test polls it)")
     assert list(reaper.outcomes()) == [expected.pid]
+
+
+def test_terminating_many_at_once_falls_back_to_one_by_one_on_refusal(pg, victims):
+    """PostgreSQL signals the reaper's sessions in one statement; a refusal splits it."""
+    database = pg.create_database()
+    actor = pg.create_user()
+    stranger = pg.create_user()
+    own = [victims(pg, database=database, user=actor) for _ in range(2)]
+    foreign = victims(pg, database=database, user=stranger)
+    with sessionward.connect(pg.url) as control:
+        results = control.terminate([v.pid for v in own])  # superuser: one round trip
+    assert [r.outcome.value for r in results] == ["ended", "ended"]
+    mine = [victims(pg, database=database, user=actor) for _ in range(2)]
+    with sessionward.connect(pg.url_for(database, actor)) as control:
+        results = control.terminate([mine[0].pid, foreign.pid, mine[1].pid])
+    assert [r.outcome.value for r in results] == ["ended", "not permitted", "ended"], results
+    assert alive(pg, foreign.pid)

@@ -113,8 +113,10 @@ def test_terminate_ends_when_the_pid_disappears():
     assert result.ok
     assert result.session is victim
     assert backend.signalled() == [("terminate", 10)]
-    # It waited through the adapter, not by probing in a tight loop.
-    assert backend.calls.count(("wait_for_exit", 10)) == 3
+    # A signalled backend usually exits within milliseconds: the first 50 ms
+    # are a few quick probes, then it waits through the adapter.
+    assert backend.calls.count(("probe", (10,))) == 4
+    assert ("wait_for_exit", 10) not in backend.calls
 
 
 def test_terminate_ending_at_once_needs_no_wait():
@@ -127,10 +129,10 @@ def test_terminate_ending_at_once_needs_no_wait():
 def test_terminate_still_running_after_the_wait():
     backend = FakeBackend(active(10), script={10: "ignore"})
     started = time.monotonic()
-    (result,) = SessionControl(backend).terminate([10], wait_seconds=0.05)
+    (result,) = SessionControl(backend).terminate([10], wait_seconds=0.2)
     assert time.monotonic() - started < DEFAULT_WAIT_SECONDS
     assert result.outcome is Outcome.STILL_RUNNING
-    assert result.detail == "after 0.05s"
+    assert result.detail == "after 0.2s"
     assert not result.ok
     assert ("wait_for_exit", 10) in backend.calls
 

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...core import (
@@ -176,6 +176,22 @@ class PostgresBackend:
     def terminate(self, pid: int, *, started_at: str | None = None) -> bool:
         """Send ``pid`` a terminate request; False when that session is gone."""
         return self._signal(self._queries.terminate_backend, pid, started_at, "terminate")
+
+    def terminate_many(self, targets: Sequence[tuple[int, str | None]]) -> set[int]:
+        """Send each (pid, started_at) a terminate request in one statement; return those sent.
+
+        Raise ``PermissionDenied`` when the role may not signal one of them;
+        those before it in the statement may have been signalled already, so
+        the caller signals each again, one by one (a second SIGTERM is harmless).
+        """
+        if not targets:
+            return set()
+        rows = self._fetch(
+            self._queries.terminate_backends,
+            {"pids": [pid for pid, _ in targets], "started_ats": [s for _, s in targets]},
+            denied=lambda: f"not permitted to terminate one of pids {[p for p, _ in targets]}",
+        )
+        return {row[0] for row in rows}
 
     def try_leader_lock(self, name: str) -> bool:
         """Take advisory lock ``name`` without waiting; held until this connection ends.

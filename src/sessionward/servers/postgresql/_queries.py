@@ -32,6 +32,8 @@ class Queries:
     probe_sessions: str
     cancel_backend: str
     terminate_backend: str
+    #: Many sessions at once, for the reaper.
+    terminate_backends: str
     get_backend_owner: str
     #: ``None`` where ``pg_terminate_backend`` cannot wait (before 14): poll instead.
     wait_backend: str | None
@@ -69,6 +71,7 @@ def queries_for(version_num: int) -> Queries:
         probe_sessions=load("probe_sessions"),
         cancel_backend=load("cancel_backend"),
         terminate_backend=load("terminate_backend"),
+        terminate_backends=load("terminate_backends"),
         get_backend_owner=load("get_backend_owner"),
         wait_backend=load("wait_backend_post_140000") if post_14 else None,
         get_database=load("get_database"),
