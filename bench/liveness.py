@@ -12,7 +12,7 @@ Each transaction checks a connection out, inserts one row, commits and checks
 the connection back in.
 
 MariaDB/MySQL: a throwaway ``mariadbd`` (the test suite's helper, with
-``innodb_flush_log_at_trx_commit = 2`` like the embedded PostgreSQL's
+``innodb_flush_log_at_trx_commit = 0`` like the embedded PostgreSQL's
 ``fsync = off``), or ``--mysql URL``: a server that flushes its log at every
 commit spends milliseconds on the disk, which hides any per-checkout cost.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import os
 import random
 import statistics
 import sys
@@ -110,6 +111,27 @@ def bench_driver(url: str, rounds: int) -> dict[str, float]:
     return result
 
 
+#: The CPUs this process may use, before ``pin`` narrows them.
+_CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def pin(server_pid: int | None) -> str:
+    """Put this process on one CPU and the server on another, where the OS allows it.
+
+    On a small machine a server process that shares the client's CPU, or not,
+    moves throughput by more than what is measured here; pinning removes that.
+    """
+    cpus = _CPUS
+    if server_pid is None or len(cpus) < 2:
+        return "not pinned"
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        os.sched_setaffinity(server_pid, {cpus[1]})  # its new backends and threads inherit it
+    except OSError as error:
+        return f"not pinned ({error.strerror})"
+    return f"client on CPU {cpus[0]}, server on CPU {cpus[1]}"
+
+
 def checkout_seconds(engine: Engine, count: int) -> float:
     """Seconds taken by ``count`` checkouts and checkins with nothing run in between."""
     started = time.perf_counter()
@@ -134,15 +156,16 @@ def drop(url: str) -> None:
 
 
 @contextlib.contextmanager
-def mysql_server(url: str | None) -> Iterator[str | None]:
+def mysql_server(url: str | None) -> Iterator[tuple[str | None, int | None]]:
+    """The server's URL, and its process id when it is ours."""
     if url:
-        yield url
+        yield url, None
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.integrations.errors._own_servers import OwnMariaDB
 
     if OwnMariaDB.available() is not None:
-        yield None
+        yield None, None
         return
     server = OwnMariaDB()
     try:
@@ -150,9 +173,9 @@ def mysql_server(url: str | None) -> Iterator[str | None]:
         import pymysql
 
         conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", autocommit=True)
-        conn.cursor().execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
+        conn.cursor().execute("SET GLOBAL innodb_flush_log_at_trx_commit = 0")
         conn.close()
-        yield server.url
+        yield server.url, server.process.pid if server.process else None
     finally:
         server.stop()
 
@@ -167,14 +190,17 @@ def main() -> int:
     rounds = max(args.rounds, 3)
     results: list[tuple[str, dict[str, float]]] = []
     with EmbeddedPostgres() as pg:
+        pid_file = pg.data_dir / "postmaster.pid"
+        print("PostgreSQL:", pin(int(pid_file.read_text().split()[0])), file=sys.stderr)
         for driver in ("psycopg", "psycopg2"):
             url = f"{SCHEMES[driver]}://{pg.url.split('://', 1)[1]}"
             prepare(url)
             results.append((driver, bench_driver(url, rounds)))
-    with mysql_server(args.mysql) as mysql_url:
+    with mysql_server(args.mysql) as (mysql_url, mysql_pid):
         if mysql_url is None:
             print("no MariaDB/MySQL: give --mysql URL", file=sys.stderr)
             return 2
+        print("MariaDB/MySQL:", pin(mysql_pid), file=sys.stderr)
         url = f"{SCHEMES['pymysql']}://{mysql_url.split('://', 1)[1]}"
         prepare(url)
         try:
