@@ -60,6 +60,8 @@ class Outcomes:
     control_errors: list[BaseException] = field(default_factory=list)
     control_ok: int = 0
     kills: int = 0
+    restarts: int = 0
+    chaos_errors: list[BaseException] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -195,6 +197,12 @@ def _run(chaos: Chaos, app_url: str, connect_args: dict[str, Any]) -> None:
         session.close()
 
     def chaos_monkey() -> None:
+        try:
+            make_chaos()
+        except BaseException as error:
+            outcomes.chaos_errors.append(error)
+
+    def make_chaos() -> None:
         rng = random.Random(42)
         started = time.monotonic()
         restarted = False
@@ -203,6 +211,7 @@ def _run(chaos: Chaos, app_url: str, connect_args: dict[str, Any]) -> None:
                 chaos.restart()
                 chaos.close()
                 restarted = True
+                outcomes.restarts += 1
                 continue
             pids = chaos.app_pids()
             if pids:
@@ -221,10 +230,13 @@ def _run(chaos: Chaos, app_url: str, connect_args: dict[str, Any]) -> None:
 
     print(
         f"{chaos.kind}: {len(outcomes.succeeded)} transfers done, {len(outcomes.unknown)} "
-        f"outcome unknown, {outcomes.kills} sessions terminated, 1 restart; the control: "
+        f"outcome unknown, {outcomes.kills} sessions terminated, {outcomes.restarts} restart; "
+        f"the control: "
         f"{outcomes.control_ok} done, {len(outcomes.control_errors)} errors"
     )
     try:
+        assert outcomes.chaos_errors == []
+        assert outcomes.restarts == 1
         assert outcomes.unexpected == [], f"the application saw: {outcomes.unexpected[:3]}"
         assert outcomes.kills >= 5
         assert len(outcomes.succeeded) > 50, "too few transfers to mean anything"
