@@ -185,3 +185,39 @@ def test_the_engine_form_commits(factory: Any) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 1
     assert Deadlock.transaction_retry_safe
+
+
+class InvalidPassword(Exception):
+    sqlstate = "28P01"
+
+
+InvalidPassword.__module__ = "psycopg.errors"
+
+
+class Refused(Exception):
+    sqlstate = None
+
+
+Refused.__module__ = "psycopg"
+
+
+def test_a_refused_connection_is_rerun_but_a_refused_login_is_not(factory: Any) -> None:
+    calls = []
+
+    @transaction(factory, backoff=NO_WAIT)
+    def refused(session: Session) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError(None, None, Refused("connection refused"))
+
+    refused()
+    assert len(calls) == 2
+
+    @transaction(factory, backoff=NO_WAIT)
+    def bad_login(session: Session) -> None:
+        calls.append(1)
+        raise OperationalError(None, None, InvalidPassword("password authentication failed"))
+
+    with pytest.raises(OperationalError):
+        bad_login()
+    assert len(calls) == 3

@@ -248,9 +248,28 @@ def _connection_ended(error: BaseException) -> bool:
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
             return True
-        # Refused or reset while connecting: nothing was sent on this connection.
-        if error.statement is None and type(error).__name__ == "OperationalError":
+        if error.statement is None and _unreachable(error.orig):
             return True
+    return False
+
+
+#: MariaDB/MySQL client errors for a server that could not be reached or went away.
+_MYSQL_UNREACHABLE = frozenset({2002, 2003, 2006, 2013})
+
+
+def _unreachable(original: BaseException | None) -> bool:
+    """Whether a connect failed because the server could not be reached (not a refused login).
+
+    Nothing was sent on that connection, so the unit can be rerun.
+    """
+    driver = type(original).__module__.partition(".")[0]
+    if driver in ("psycopg", "psycopg2"):
+        # libpq gives no SQLSTATE when the server cannot be reached at all.
+        state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+        return state is None or str(state).startswith("08") or state == "57P03"
+    if driver in ("pymysql", "MySQLdb"):
+        args: tuple[object, ...] = getattr(original, "args", ())
+        return bool(args) and args[0] in _MYSQL_UNREACHABLE
     return False
 
 
