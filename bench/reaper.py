@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -123,7 +124,11 @@ def lateness_run(
         for conn in conns:
             engine.server_timeout(conn)
     watcher = engine.connect("bench-watch")
-    child = reaper_start() if method == "sessionward" else None
+    child = None
+    if method == "sessionward":
+        child = reaper_start()
+    elif method == "pt-kill":
+        child = pt_kill(engine)
     try:
         time.sleep(0.5)  # the reaper is up and has swept once
         idle_at: dict[int, float] = {}
@@ -132,7 +137,10 @@ def lateness_run(
             delay = start + SPREAD_SECONDS * index / count - time.time()
             if delay > 0:
                 time.sleep(delay)
-            engine.go_idle_in_transaction(conn)
+            if method == "pt-kill":
+                engine.execute(conn, "SELECT 1")  # pt-kill sees no transactions: plain idle
+            else:
+                engine.go_idle_in_transaction(conn)
             idle_at[pid] = time.time()
         gone_at: dict[int, float] = {}
         deadline = time.time() + LIMIT_SECONDS + SPREAD_SECONDS + 10
@@ -155,6 +163,22 @@ def lateness_run(
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def pt_kill(engine: Engine) -> Any:
+    """``pt-kill --interval 1`` ending the bench schema's sessions idle over the limit."""
+    from sessionward.core import parse_target
+
+    target = parse_target(engine.url)
+    dsn = f"h={target.host or 'localhost'},P={target.port or 3306},u={target.user or 'root'}"
+    if target.password:
+        dsn += f",p={target.password}"
+    return subprocess.Popen(
+        ["pt-kill", "--no-version-check", "--interval", "1", "--idle-time", f"{LIMIT_SECONDS:g}",
+         "--match-command", "Sleep", "--match-db", MYSQL_DATABASE, "--victims", "all",
+         "--kill", dsn],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -237,10 +261,16 @@ def main() -> int:
             for count in sizes if engine.name == "postgresql" else [20]:
                 with reaper(engine, "bench-sessionward", policy_dir) as start:
                     results = {}
-                    for method in ("server", "sessionward"):
+                    methods = ["server", "sessionward"]
+                    if engine.name == "mysql" and shutil.which("pt-kill"):
+                        methods.append("pt-kill")
+                    for method in methods:
                         results[method] = summary(lateness_run(engine, count, method, start))
                 for method, (low, mid, high) in results.items():
-                    label = "sessionward reap" if method == "sessionward" else (
+                    label = {
+                        "sessionward": "sessionward reap",
+                        "pt-kill": "pt-kill --interval 1 (idle, not in a transaction)",
+                    }.get(method) or (
                         "idle_in_transaction_session_timeout" if engine.name == "postgresql"
                         else "idle_transaction_timeout")  # fmt: skip
                     rows.append(f"| {engine.name} {version} | {count} "
