@@ -184,7 +184,7 @@ match = {{ database = "{db}" }}
     if server.engine == "mysql":
         policy = policy.replace('applications = ["precious-*"]', "")
     with ThreadedReaper(server, policy, tmp_path, max_interval_seconds=0.2) as reaper:
-        for _round in range(6):
+        for _round in range(10):
             for _ in range(3):
                 kind = rng.choice(kinds)
                 if kind == "user":
@@ -201,6 +201,7 @@ match = {{ database = "{db}" }}
             time.sleep(rng.uniform(0.1, 0.4))
         pids = {v.pid for v in exposed}
         until(lambda: pids <= set(reaper.outcomes()), timeout=15, what=f"exposed ended ({seed=})")
+    assert reaper.reaper.stats.sweeps >= 10
     ended = reaper.outcomes()
     for victim in protected:
         assert victim.pid not in ended, f"seed {seed}"
