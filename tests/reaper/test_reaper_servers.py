@@ -455,3 +455,19 @@ def test_terminating_many_at_once_falls_back_to_one_by_one_on_refusal(pg, victim
         results = control.terminate([mine[0].pid, foreign.pid, mine[1].pid])
     assert [r.outcome.value for r in results] == ["ended", "not permitted", "ended"], results
     assert alive(pg, foreign.pid)
+
+
+def test_sigint_stops_after_the_sweep(pg, tmp_path):
+    database = pg.create_database()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        f'[[rule]]\nname = "r"\naction = "terminate"\nmatch = {{ database = "{database}" }}\n'
+    )
+    log = tmp_path / "log"
+    child = reap_process(pg, policy, log, "--max-interval", "10s")
+    until(lambda: any(e["event"] == "started" for e in events(log)), timeout=20, what="start")
+    started = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5  # not after the 10 s sleep
+    assert events(log)[-1]["event"] == "stopped"
