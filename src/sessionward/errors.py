@@ -11,6 +11,7 @@
     ├── PermissionDenied
     ├── DatabaseInUse
     ├── CommitOutcomeUnknown
+    ├── ConcurrentUse
     ├── StatementInterrupted            the statement ended; the connection survives
     │   ├── QueryCanceled               pg_cancel_backend (57014), KILL QUERY (1317)
     │   ├── StatementTimeout            statement_timeout (57014), max_statement_time (1969),
@@ -52,6 +53,7 @@ transaction is safe (``transaction_retry_safe``).  See
 from .core import (
     AuthenticationFailed,
     CommitOutcomeUnknown,
+    ConcurrentUse,
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
@@ -79,6 +81,7 @@ from .core import (
 __all__ = [
     "AuthenticationFailed",
     "CommitOutcomeUnknown",
+    "ConcurrentUse",
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionLost",

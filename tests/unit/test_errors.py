@@ -5,6 +5,7 @@ import pytest
 from sessionward.core import (
     AuthenticationFailed,
     CommitOutcomeUnknown,
+    ConcurrentUse,
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
@@ -36,6 +37,7 @@ ERRORS = [
     AuthenticationFailed,
     PermissionDenied,
     CommitOutcomeUnknown,
+    ConcurrentUse,
     DatabaseInUse,
     UnsupportedSetting,
     StatementInterrupted,

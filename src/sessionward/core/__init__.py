@@ -12,6 +12,7 @@ from ._endings import Action, EndResult, Outcome, Safety, plan, refusal
 from ._errors import (
     AuthenticationFailed,
     CommitOutcomeUnknown,
+    ConcurrentUse,
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
@@ -76,6 +77,7 @@ __all__ = [
     "AuthenticationFailed",
     "Backend",
     "CommitOutcomeUnknown",
+    "ConcurrentUse",
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionLost",

@@ -13,6 +13,7 @@
     │                               from being dropped; nothing was dropped
     ├── CommitOutcomeUnknown        the connection died during COMMIT: the transaction may
     │                               or may not have been applied; never rerun blindly
+    ├── ConcurrentUse               one connection used from two threads at once (a debug check)
     ├── StatementInterrupted        the statement ended; the connection survives
     │   ├── QueryCanceled           pg_cancel_backend, KILL QUERY
     │   ├── StatementTimeout        statement_timeout, max_statement_time, max_execution_time
@@ -119,6 +120,15 @@ class CommitOutcomeUnknown(SessionwardError):
     apply it twice.  Raised by sessionward's retrying wrappers instead of a
     retry; the ending that interrupted the ``COMMIT`` is the ``__cause__``.
     Check for the transaction's effect (an idempotency key) before redoing it.
+    """
+
+
+class ConcurrentUse(SessionwardError):
+    """One connection (so one ``Session``) was used from two threads at once.
+
+    Raised by ``harden(check_threads=True)`` in the thread that came second,
+    before its statement is sent.  Give each thread its own ``Session``
+    (``scoped_session``).
     """
 
 

@@ -1,9 +1,10 @@
 """SQLAlchemy: timeouts for every connection of an engine, classification by code,
 whole-transaction retry and hardened pools, through its public events."""
 
+from ...core import ConcurrentUse
 from ._backoff import Backoff
 from ._errors import classify_errors
-from ._harden import ConcurrentUse, Holder, LeakWarning, PoolTimeout, QueuePool, harden, holders
+from ._harden import Holder, LeakWarning, PoolTimeout, QueuePool, harden, holders
 from ._timeouts import apply_timeouts
 from ._transaction import transaction
 

@@ -33,7 +33,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool as _SAQueuePool
 
-from ...core import ConfigurationError, SessionwardError, Timeouts
+from ...core import ConcurrentUse, ConfigurationError, Timeouts
 from . import _liveness
 from ._timeouts import apply_timeouts
 
@@ -71,15 +71,6 @@ Liveness = Literal["auto", "ping", "off"]
 
 class LeakWarning(ResourceWarning):
     """A pooled connection was held too long, or garbage-collected without being returned."""
-
-
-class ConcurrentUse(SessionwardError):
-    """One connection (so one ``Session``) was used from two threads at once.
-
-    Raised by ``harden(check_threads=True)`` in the thread that came second,
-    before its statement is sent.  Give each thread its own ``Session``
-    (``scoped_session``).
-    """
 
 
 class PoolTimeout(exc.TimeoutError):
