@@ -44,6 +44,25 @@ class Target:
             f"user={self.user!r}, database={self.database!r}, params={params!r})"
         )
 
+    def scrub(self, text: str) -> str:
+        """Replace every password of this target found in ``text`` with ``***``.
+
+        Drivers may quote the URL as written when they cannot parse it, so the
+        password is hidden both decoded and as written.
+
+        >>> parse_target("postgresql://u:p%zz%41@h/db").scrub('bad token: "p%zz%41"')
+        'bad token: "***"'
+        """
+        secrets = [self.password or ""]
+        secrets += [value for key, value in self.params if key.lower() in _SECRET_PARAMS]
+        after_scheme = self.url.partition("://")[2]
+        userinfo = after_scheme.partition("/")[0].rpartition("@")[0]
+        secrets.append(userinfo.partition(":")[2])
+        secrets += [m.group(0).partition("=")[2] for m in _SECRET_PARAM.finditer(after_scheme)]
+        for secret in sorted(filter(None, secrets), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
     def redacted(self) -> str:
         """The URL as it is safe to print.
 

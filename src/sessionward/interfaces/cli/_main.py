@@ -26,8 +26,9 @@ from ...core import (
     root_blockers,
 )
 from ...core._endings import Action, candidates, failure_summary
+from .._params import DURATION
 from . import _render
-from ._options import DURATION, build_filter, filter_options, pop_filter_options
+from ._options import build_filter, filter_options, pop_filter_options
 from ._target import resolve_url
 
 #: Exit codes: 0 all done, 1 some session not ended, 2 bad input or no server.

@@ -9,33 +9,14 @@ import click
 
 from ...core import (
     SessionFilter,
-    SessionwardError,
     compile_query_regex,
     parse_client,
-    parse_duration,
     parse_state,
 )
+from .._params import DURATION
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A duration such as ``90s``, ``5m`` or ``1h30m``, as float seconds."""
-
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except SessionwardError as error:
-            self.fail(str(error), param, ctx)
-
-
-DURATION = Duration()
 
 _FILTER_OPTIONS: tuple[Callable[[F], F], ...] = (
     click.option("--database", "-d", "databases", multiple=True, metavar="NAME",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
 
@@ -12,38 +11,19 @@ from ...core import (
     ConfigurationError,
     Policy,
     Session,
-    SessionwardError,
     Snapshot,
     decide,
     format_age,
     load_snapshot,
-    parse_duration,
     parse_policy,
 )
+from .._params import DURATION
 from ._audit import AuditLog
 from ._events import EventLog
 from ._loop import DEFAULT_LEADER_LOCK, DEFAULT_MAX_INTERVAL_SECONDS, Reaper, ReaperOptions
 from ._metrics import Metrics
 
 EXIT_NOT_ALL_ENDED = 1
-
-
-class _Duration(click.ParamType):  # type: ignore[type-arg]
-    # The CLI package imports this module to register it, so its Duration cannot be imported here.
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except SessionwardError as error:
-            self.fail(str(error), param, ctx)
-
-
-DURATION = _Duration()
 
 
 def load_policy(path: str) -> Policy:

@@ -36,8 +36,6 @@ _AUTHENTICATION = frozenset({"28000", "28P01"})
 #: Our own session ended under us: terminated, crash, shutdown.
 _SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
 _CONNECTION_EXCEPTION_CLASS = "08"
-_SECRET_PARAMS = frozenset({"password", "passwd", "sslpassword"})
-_SECRET_PARAM = re.compile(r"[?&](?:password|passwd|sslpassword)=([^&#]*)", re.IGNORECASE)
 
 _PREAMBLES = (
     re.compile(r"^connection (?:failed|is bad): "),
@@ -71,29 +69,7 @@ def reason(error: BaseException, target: Target) -> str:
         line = preamble.sub("", line, count=1)
     if line[:1].isupper() and line[1:2].islower():
         line = line[0].lower() + line[1:]
-    return scrub(line, target)
-
-
-def scrub(text: str, target: Target) -> str:
-    """Replace every password of ``target`` found in ``text`` with ``***``.
-
-    libpq quotes the URL as written when it cannot parse it, so the password
-    is hidden both decoded and as written.
-
-    >>> from sessionward.core import parse_target
-    >>> scrub('bad token: "p%zz%41"', parse_target("postgresql://u:p%zz%41@h/db"))
-    'bad token: "***"'
-    """
-    secrets = [target.password or ""]
-    secrets += [value for key, value in target.params if key.lower() in _SECRET_PARAMS]
-    after_scheme = target.url.partition("://")[2]
-    authority = after_scheme.partition("/")[0]
-    userinfo = authority.rpartition("@")[0]
-    secrets.append(userinfo.partition(":")[2])
-    secrets += _SECRET_PARAM.findall(after_scheme)
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    return target.scrub(line)
 
 
 @contextmanager

@@ -1,0 +1,28 @@
+"""Command-line parameter types shared by every command (``ls``, ``terminate``, ``reap``…)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..core import SessionwardError, parse_duration
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration such as ``90s``, ``5m`` or ``1h30m``, as float seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except SessionwardError as error:
+            self.fail(str(error), param, ctx)
+
+
+DURATION = Duration()
