@@ -18,8 +18,9 @@ import contextlib
 import os
 import queue
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,18 @@ def missing_server(reason: str) -> None:
 
 def unique(prefix: str = "sw") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float = 10.0, what: str = "") -> Any:
+    """Poll ``check`` until it returns something true, and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.02)
 
 
 def with_path(url: str, database: str, user: str | None = None, password: str | None = None) -> str:
@@ -106,6 +119,21 @@ class Server:
                 return list(cur.fetchall())
             except Exception:
                 return []
+
+    def sleep_sql(self, seconds: float) -> str:
+        """A statement that runs for ``seconds``."""
+        if self.engine == "postgresql":
+            return f"SELECT pg_sleep({seconds})"
+        return f"SELECT SLEEP({seconds})"
+
+    def database_exists(self, name: str) -> bool:
+        if self.engine == "postgresql":
+            rows = self.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+        else:
+            rows = self.execute(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,)
+            )
+        return bool(rows[0][0] == 1)
 
     def create_database(self) -> str:
         name = unique()

@@ -11,23 +11,7 @@ import pymysql
 
 from sessionward.servers.mysql._errors import LOST
 from tests.cli.conftest import run_script
-from tests.fix_servers import Server, Victim, unique
-
-
-def sleep_sql(server: Server, seconds: int) -> str:
-    if server.engine == "postgresql":
-        return f"SELECT pg_sleep({seconds})"
-    return f"SELECT SLEEP({seconds})"
-
-
-def exists(server: Server, database: str) -> bool:
-    if server.engine == "postgresql":
-        rows = server.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (database,))
-    else:
-        rows = server.execute(
-            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)
-        )
-    return rows[0][0] == 1
+from tests.fix_servers import Server, Victim, unique, wait_until
 
 
 def make_table(server: Server, database: str) -> None:
@@ -69,13 +53,6 @@ def active(server: Server, pids: list[int]) -> bool:
     return rows[0][0] == len(pids)
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def table_rows(out: str) -> dict[str, str]:
     """The lines of a printed table, by the pid that starts them."""
     return {line.split()[0]: line for line in out.splitlines() if line.strip()[:1].isdigit()}
@@ -91,7 +68,7 @@ def test_force_drops_it_with_20_sessions_and_reports_each(server, victims, run_c
     boss = victims(server, database=database, user=superuser)
     survivor = victims(server, database=other, user=user)
     for victim in sleepers:
-        victim.start(sleep_sql(server, 60))
+        victim.start(server.sleep_sql(60))
     for victim in [*in_transaction, boss]:
         victim.run("BEGIN")
         victim.run("SELECT * FROM t")
@@ -112,7 +89,7 @@ def test_force_drops_it_with_20_sessions_and_reports_each(server, victims, run_c
     assert set(rows) == {str(v.pid) for v in doomed}
     assert all(row.split()[1] == "ended" for row in rows.values())
     assert superuser in rows[str(boss.pid)]
-    assert not exists(server, database)
+    assert not server.database_exists(database)
     for victim in sleepers:
         assert victim.result()[1] is not None
     assert all(gone(server, v) for v in [*in_transaction, *idle, boss])
@@ -138,13 +115,13 @@ def test_json_lists_each_session_with_client_and_idle_age(server, victims, run_c
     assert ended["client_addr"] is not None
     assert ended["idle_age_seconds"] >= 0.2
     assert document["in_use"] == []
-    assert not exists(server, database)
+    assert not server.database_exists(database)
 
 
 def test_dry_run_drops_nothing_and_ends_nothing(server, victims, run_cli):
     database = server.create_database()
     sleeper = victims(server, database=database)
-    sleeper.start(sleep_sql(server, 2))
+    sleeper.start(server.sleep_sql(2))
     idle = victims(server, database=database)
     idle.run("SELECT 1")
     wait_until(lambda: active(server, [sleeper.pid]))
@@ -156,7 +133,7 @@ def test_dry_run_drops_nothing_and_ends_nothing(server, victims, run_cli):
     rows = table_rows(result.out)
     assert set(rows) == {str(sleeper.pid), str(idle.pid)}
     assert all("would end" in row for row in rows.values())
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert idle.run("SELECT 1") is not None
     assert sleeper.result()[1] is None  # its statement ran to the end
     if server.engine == "postgresql":
@@ -176,7 +153,7 @@ def test_without_force_it_refuses_lists_them_and_connections_still_work(server, 
     assert line == (
         f"sessionward: database {database} not dropped: 1 session uses it (add --force to end them)"
     )
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert victim.run("SELECT 1") is not None
     # New sessions are let in again (PostgreSQL blocked them while it looked).
     victims(server, database=database).run("SELECT 1")
@@ -187,7 +164,7 @@ def test_without_force_and_without_sessions_it_drops(server, run_cli):
     result = run_cli("dropdb", database, "--dsn", server.url)
     assert result.code == 0, result.err
     assert result.out.strip() == f"dropped database {database}"
-    assert not exists(server, database)
+    assert not server.database_exists(database)
 
 
 def test_missing_database(server, run_cli):
@@ -212,7 +189,7 @@ def test_the_database_we_are_connected_to_is_refused_in_one_line(server, victims
     (line,) = result.err.strip().splitlines()
     assert line.startswith(f"sessionward: error: cannot drop database '{database}': ")
     assert "connect" in line
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert victim.run("SELECT 1") is not None
 
 
@@ -236,7 +213,7 @@ def test_a_role_without_the_privilege_gets_one_line_naming_it(server, run_cli):
     (line,) = result.err.strip().splitlines()
     assert line.startswith(f"sessionward: error: not permitted to drop database '{database}': ")
     assert expected in line
-    assert exists(server, database)
+    assert server.database_exists(database)
 
 
 def test_a_no_at_the_prompt_ends_and_drops_nothing(server, victims, run_cli, monkeypatch):
@@ -255,7 +232,7 @@ def test_a_no_at_the_prompt_ends_and_drops_nothing(server, victims, run_cli, mon
     assert f"Drop database {database} and end these 2 sessions?" in result.out
     assert all("would end" in row for row in table_rows(result.out).values())
     assert "nothing was dropped" in result.err
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert all(v.run("SELECT 1") is not None for v in victims_on_it)
 
 
@@ -272,7 +249,7 @@ def test_a_yes_at_the_prompt_drops_it(server, victims, run_cli, monkeypatch):
     assert result.code == 0, result.err
     assert f"Drop database {database} and end this session?" in result.out
     assert result.out.strip().splitlines()[-1] == f"dropped database {database}"
-    assert not exists(server, database)
+    assert not server.database_exists(database)
     assert gone(server, victim)
 
 
@@ -282,7 +259,7 @@ def test_the_installed_command_drops_without_asking_when_stdin_is_not_a_terminal
     result = run_script("dropdb", database, "--dsn", pg.url, "--force")
     assert result.code == 0, result.err
     assert result.out.strip().splitlines()[-1] == f"dropped database {database}"
-    assert not exists(pg, database)
+    assert not pg.database_exists(database)
     assert gone(pg, victim)
 
 
@@ -306,7 +283,7 @@ def test_a_session_it_may_not_end_leaves_the_database_and_exits_1(pg, victims, r
         "(1 not permitted)"
     )
     assert "superuser" in second
-    assert exists(pg, database)
+    assert pg.database_exists(database)
     assert boss.run("SELECT 1") is not None
     psycopg.connect(pg.url_for(database)).close()  # connections are allowed again
 
@@ -325,4 +302,4 @@ def test_json_refusal_names_the_sessions_in_use(server, victims, run_cli):
     assert document["in_use"][0]["database"] == database
     assert "in use by 1 session" in document["error"]
     assert len(result.err.strip().splitlines()) == 1
-    assert exists(server, database)
+    assert server.database_exists(database)

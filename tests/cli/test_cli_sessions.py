@@ -10,15 +10,7 @@ import time
 import jsonschema
 
 from sessionward.core import snapshot_json_schema
-from tests.fix_servers import ABSENT_PID, Server
-
-
-def sleep_sql(server: Server, seconds: int) -> str:
-    return (
-        f"SELECT pg_sleep({seconds})"
-        if server.engine == "postgresql"
-        else f"SELECT SLEEP({seconds})"
-    )
+from tests.fix_servers import ABSENT_PID, Server, wait_until
 
 
 def make_table(server: Server, database: str) -> None:
@@ -28,13 +20,6 @@ def make_table(server: Server, database: str) -> None:
     setup.execute("INSERT INTO accounts VALUES (1, 100), (2, 100)")
     if server.engine == "postgresql":
         setup.execute("GRANT ALL ON accounts TO PUBLIC")
-
-
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def test_ls_shows_idle_in_transaction_with_filters_json_and_csv(server, victims, run_cli):
@@ -159,7 +144,7 @@ def test_cancel_stops_the_statement_and_keeps_the_session(server, victims, run_c
     db = server.create_database()
     user = server.create_user()
     sleeper = victims(server, database=db, user=user)
-    sleeper.start(sleep_sql(server, 30))
+    sleeper.start(server.sleep_sql(30))
     wait_until(lambda: json.loads(run_cli("ls", "--dsn", server.url, "--user", user, "--state",
                                           "active", "--json").out)["sessions"] != [])  # fmt: skip
     started = time.monotonic()
@@ -202,7 +187,7 @@ def test_confirmation_counts_what_the_action_would_end(server, victims, run_cli,
     user = server.create_user()
     sleepers = [victims(server, database=db, user=user) for _ in range(2)]
     for sleeper in sleepers:
-        sleeper.start(sleep_sql(server, 30))
+        sleeper.start(server.sleep_sql(30))
     idler = victims(server, database=db, user=user)
 
     def active() -> set[int]:

@@ -52,14 +52,6 @@ def idle_in_transaction(victim):
         victim.run("SELECT 1")
 
 
-def sleep_sql(server, seconds):
-    return (
-        f"SELECT pg_sleep({seconds})"
-        if server.engine == "postgresql"
-        else f"SELECT SLEEP({seconds})"
-    )
-
-
 class ThreadedReaper:
     """A reaper running in a background thread, with its audit file and log."""
 

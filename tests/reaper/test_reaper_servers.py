@@ -21,7 +21,6 @@ from ._helpers import (
     idle_in_transaction,
     prepare_table,
     reap_process,
-    sleep_sql,
     until,
 )
 
@@ -69,7 +68,7 @@ match = {{ database = "{db}", query_over = "0.3s", query = "sleep" }}
 """
     victim = victims(server, database=db, user=user)
     with ThreadedReaper(server, policy, tmp_path) as reaper:
-        victim.start(sleep_sql(server, 20))
+        victim.start(server.sleep_sql(20))
         until(lambda: victim.pid in reaper.outcomes(), timeout=10, what="the cancel")
         victim.result(timeout=5)  # the statement came back long before 20 s
     assert reaper.outcomes()[victim.pid] == [("slow", "cancel", "ended")]
@@ -91,7 +90,7 @@ match = {{ database = "{db}", query_over = "0.2s", query = "sleep" }}
         # A client that retries its statement whenever it is cancelled.
         for _ in range(20):
             try:
-                victim.run(sleep_sql(server, 20))
+                victim.run(server.sleep_sql(20))
             except Exception:
                 if not alive(server, victim.pid):
                     return

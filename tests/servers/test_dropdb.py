@@ -25,34 +25,8 @@ from sessionward import (
 )
 from sessionward.core import ACTIVE
 from sessionward.servers.mysql._errors import LOST
-from tests.fix_servers import Server, Victim, unique
+from tests.fix_servers import Server, Victim, unique, wait_until
 from tests.servers.test_mysql import metadata_lock_plugin
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {check}"
-        time.sleep(0.05)
-
-
-def sleep_sql(server: Server, seconds: int) -> str:
-    if server.engine == "postgresql":
-        return f"SELECT pg_sleep({seconds})"
-    return f"SELECT SLEEP({seconds})"
-
-
-def exists(server: Server, database: str) -> bool:
-    if server.engine == "postgresql":
-        rows = server.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (database,))
-    else:
-        rows = server.execute(
-            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)
-        )
-    return rows[0][0] == 1
 
 
 def pg_flags(pg: Server, database: str) -> tuple[bool, bool]:
@@ -118,7 +92,7 @@ def make_template() -> Iterator[Callable[[Server, str], None]]:
 
     yield make
     for pg, database in made:
-        if exists(pg, database):
+        if pg.database_exists(database):
             pg.execute(f'ALTER DATABASE "{database}" IS_TEMPLATE false')
 
 
@@ -146,7 +120,7 @@ def test_force_drops_a_database_with_20_sessions_each_reported_ended(server, vic
     boss = victims(server, database=database, user=superuser)
     survivor = victims(server, database=other, user=user)
     for victim in sleepers:
-        victim.start(sleep_sql(server, 60))
+        victim.start(server.sleep_sql(60))
     for victim in [*in_transaction, boss]:
         open_transaction(victim)
     for victim in idle:
@@ -159,7 +133,7 @@ def test_force_drops_a_database_with_20_sessions_each_reported_ended(server, vic
 
     assert result.dropped
     assert result.existed
-    assert not exists(server, database)
+    assert not server.database_exists(database)
     outcomes = {r.pid: r.outcome for r in result.ended}
     assert outcomes == {v.pid: Outcome.ENDED for v in doomed}
     by_pid = {r.pid: r.session for r in result.ended}
@@ -178,7 +152,7 @@ def test_force_drops_a_database_with_20_sessions_each_reported_ended(server, vic
     for victim in [*in_transaction, *idle, boss]:
         assert connection_is_gone(server, victim)
     assert answers(survivor)
-    assert exists(server, other)
+    assert server.database_exists(other)
 
 
 def test_a_template_database_with_sessions_is_dropped(pg, victims, make_template):
@@ -189,7 +163,7 @@ def test_a_template_database_with_sessions_is_dropped(pg, victims, make_template
         result = control.drop_database(database)
     assert result.dropped
     assert [r.outcome for r in result.ended] == [Outcome.ENDED]
-    assert not exists(pg, database)
+    assert not pg.database_exists(database)
     assert connection_is_gone(pg, victim)
 
 
@@ -213,7 +187,7 @@ def test_dry_run_changes_nothing(server, victims, control):
     database = server.create_database()
     user = server.create_user()
     sleeper = victims(server, database=database, user=user)
-    sleeper.start(sleep_sql(server, 2))
+    sleeper.start(server.sleep_sql(2))
     idle = victims(server, database=database, user=user)
     idle.run("SELECT 1")
     wait_until(lambda: states(control, [sleeper.pid])[sleeper.pid] == ACTIVE)
@@ -226,7 +200,7 @@ def test_dry_run_changes_nothing(server, victims, control):
         sleeper.pid: Outcome.WOULD_END,
         idle.pid: Outcome.WOULD_END,
     }
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert answers(idle)
     _rows, error = sleeper.result()
     assert error is None  # the statement ran to its end
@@ -251,7 +225,7 @@ def test_without_force_sessions_make_it_refuse_and_connections_come_back(
         control.drop_database(database, force=False)
 
     assert [s.pid for s in caught.value.sessions] == [victim.pid]
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert answers(victim)
     if server.engine == "postgresql":
         # ALLOW_CONNECTIONS and the template flag are as they were.
@@ -266,7 +240,7 @@ def test_without_force_and_without_sessions_it_drops(server, control):
     result = control.drop_database(database, force=False)
     assert result.dropped
     assert result.ended == ()
-    assert not exists(server, database)
+    assert not server.database_exists(database)
 
 
 def test_dry_run_without_force_refuses_as_the_real_run_would(server, victims, control):
@@ -274,7 +248,7 @@ def test_dry_run_without_force_refuses_as_the_real_run_would(server, victims, co
     victim = victims(server, database=database)
     with pytest.raises(DatabaseInUse):
         control.drop_database(database, force=False, dry_run=True)
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert answers(victim)
 
 
@@ -298,7 +272,7 @@ def test_the_database_we_are_connected_to_is_refused(server, victims):
     ):
         control.drop_database(database)
     assert database in str(caught.value)
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert answers(victim)
 
 
@@ -307,7 +281,7 @@ def test_postgresql_template_databases_are_refused(pg, name):
     with sessionward.connect(pg.url) as control, pytest.raises(ConfigurationError) as caught:
         control.drop_database(name)
     assert f"refusing to drop {name}: PostgreSQL needs it" in str(caught.value)
-    assert exists(pg, name)
+    assert pg.database_exists(name)
     assert pg_flags(pg, name)[1]  # still a template
 
 
@@ -338,7 +312,7 @@ def test_a_role_that_may_not_drop_it_is_told_which_privilege(server, victims):
     message = str(caught.value)
     assert role in message
     assert ("owner" in message and "superuser" in message) or "DROP privilege" in message
-    assert exists(server, database)
+    assert server.database_exists(database)
     assert answers(bystander)
 
 
@@ -357,7 +331,7 @@ def test_an_owner_that_may_not_end_a_superusers_session_leaves_it_all_in_place(p
     assert outcomes == {boss.pid: Outcome.NOT_PERMITTED, mine.pid: Outcome.ENDED}
     assert "superuser" in next(r.detail for r in result.ended if r.pid == boss.pid)
     assert [r.pid for r in result.not_ended] == [boss.pid]
-    assert exists(pg, database)
+    assert pg.database_exists(database)
     assert answers(boss)
     assert pg_flags(pg, database) == (True, False)
     psycopg.connect(pg.url_for(database)).close()
@@ -394,7 +368,7 @@ def test_a_metadata_lock_holder_in_another_schema_is_ended(mysql, victims, mysql
     }
     assert next(r.session for r in result.ended if r.pid == holder.pid).database == elsewhere
     assert result.notes == ()
-    assert not exists(mysql, database)
+    assert not mysql.database_exists(database)
     assert connection_is_gone(mysql, holder)
 
 
@@ -422,5 +396,5 @@ def test_without_the_plugin_an_unseen_lock_holder_fails_the_drop_fast(
     assert f"pid {holder.pid}" in message
     assert "metadata_lock_info" in message
     assert holder.pid in {s.pid for s in caught.value.sessions}
-    assert exists(mysql, database)
+    assert mysql.database_exists(database)
     assert answers(holder)

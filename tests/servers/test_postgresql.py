@@ -39,7 +39,7 @@ from sessionward.core import (
 from sessionward.servers.postgresql import PostgresBackend
 from sessionward.servers.postgresql._backend import HIDDEN_NOTE
 from sessionward.servers.postgresql._queries import queries_for
-from tests.fix_servers import ABSENT_PID, Server, Victim, unique
+from tests.fix_servers import ABSENT_PID, Server, Victim, unique, wait_until
 
 pytestmark = pytest.mark.postgresql
 
@@ -68,17 +68,6 @@ def victim(pg: Server, victims: Any) -> Iterator[MakeVictim]:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)",
             ([v.pid for v in made],),
         )
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.02)
 
 
 def activity(pg: Server, pid: int) -> tuple[str | None, str | None] | None:
