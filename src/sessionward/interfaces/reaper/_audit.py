@@ -1,4 +1,11 @@
-"""The reaper's write-ahead audit file: JSON lines, each decision fsynced before acting.
+"""The reaper's write-ahead audit: where it goes (``AuditSink``), and the audit file.
+
+The loop talks to one ``AuditSink``: the file (``AuditLog``, ``--audit``), the
+table (``_audit_table.AuditTable``, ``--audit-dsn``), or both through
+``AuditFanOut``.  ``write`` returns once the records are durable, and raises
+when decisions among them are not, so the reaper never acts without its record.
+
+The audit file: JSON lines, each decision fsynced before acting.
 
 Records, one JSON object a line:
 
@@ -22,7 +29,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ...core import ConfigurationError, Session, Snapshot
 from ...core._snapshot_json import snapshot_to_dict
@@ -32,6 +39,47 @@ RECOVERED_DETAIL = (
     "the reaper stopped between recording this decision and its outcome; "
     "the session may or may not have been signalled"
 )
+
+
+class AuditSink(Protocol):
+    """Somewhere the reaper's records go, durably and in order."""
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        """Return once ``records`` are durable; raise when decisions among them are not."""
+
+    def recover(self) -> list[dict[str, Any]]:
+        """Give every decision left without an outcome an ``unknown`` one; return those."""
+
+    def close(self) -> None: ...
+
+
+class AuditFanOut:
+    """Every record to each sink in turn.
+
+    Put the sink most likely to fail first (the table before the file): when
+    it refuses decisions, the later sinks never see them, so no sink holds a
+    decision that was not acted on.
+    """
+
+    def __init__(self, sinks: Sequence[AuditSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        for sink in self.sinks:
+            sink.write(records)
+
+    def recover(self) -> list[dict[str, Any]]:
+        return [record for sink in self.sinks for record in sink.recover()]
+
+    def close(self) -> None:
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as error:  # close the others all the same
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
 
 def now_iso() -> str:

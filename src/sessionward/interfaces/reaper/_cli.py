@@ -11,14 +11,17 @@ from ...core import (
     ConfigurationError,
     Policy,
     Session,
+    SessionwardError,
     Snapshot,
     decide,
     format_age,
     load_snapshot,
     parse_policy,
+    redact_url,
 )
 from .._params import DURATION
-from ._audit import AuditLog
+from ._audit import AuditFanOut, AuditLog, AuditSink
+from ._audit_table import DEFAULT_TABLE, AuditTable
 from ._events import EventLog
 from ._loop import DEFAULT_LEADER_LOCK, DEFAULT_MAX_INTERVAL_SECONDS, Reaper, ReaperOptions
 from ._metrics import Metrics
@@ -63,6 +66,19 @@ def load_policy(path: str) -> Policy:
     help="Append every decision (fsynced before acting) and outcome as JSON lines.",
 )
 @click.option(
+    "--audit-dsn",
+    "audit_dsn",
+    metavar="URL",
+    help="Also write every record to a table on this server (PostgreSQL or MariaDB/MySQL), "
+    "decisions committed before acting; nothing is ended while it cannot be written.",
+)
+@click.option(
+    "--audit-table",
+    "audit_table",
+    metavar="[SCHEMA.]NAME",
+    help=f"The --audit-dsn table, created if missing [default: {DEFAULT_TABLE}].",
+)
+@click.option(
     "--wait",
     "wait_seconds",
     type=DURATION,
@@ -94,7 +110,8 @@ def load_policy(path: str) -> Policy:
     help="One line per event on stderr.",
 )
 def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
-                 max_interval_seconds: float, audit_path: str | None, wait_seconds: float,
+                 max_interval_seconds: float, audit_path: str | None, audit_dsn: str | None,
+                 audit_table: str | None, wait_seconds: float,
                  leader_lock: str | None, metrics_address: str | None,
                  log_format: str) -> None:  # fmt: skip
     """End the sessions that break the rules of a policy file, on time, audited.
@@ -107,12 +124,27 @@ def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
     --once when a session was not ended, 2 on a bad policy or no server.
     """
     from ..cli._main import open_control
+    from ..cli._target import resolve_url
 
     if max_interval_seconds <= 0:
         raise ConfigurationError("--max-interval must be positive")
     policy = load_policy(policy_path)
     log = EventLog(json_lines=log_format == "json")
-    audit = AuditLog(audit_path) if audit_path else None
+    sinks: list[AuditSink] = []
+    if audit_table is not None and not audit_dsn:
+        raise ConfigurationError("--audit-table needs --audit-dsn")
+    if audit_dsn:
+        # First: when the table refuses a decision, the file never holds it either.
+        sinks.append(_open_table(audit_dsn, audit_table or DEFAULT_TABLE,
+                                 reaped=redact_url(resolve_url(dsn).url), log=log))  # fmt: skip
+    if audit_path:
+        try:
+            sinks.append(AuditLog(audit_path))
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+    audit: AuditSink | None = AuditFanOut(sinks) if len(sinks) > 1 else next(iter(sinks), None)
     metrics = Metrics(metrics_address) if metrics_address else None
     options = ReaperOptions(dry_run=dry_run, once=once, max_interval_seconds=max_interval_seconds,
                             wait_seconds=wait_seconds, leader_lock=leader_lock)  # fmt: skip
@@ -128,6 +160,17 @@ def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
             metrics.close()
     if once and stats.not_ended:
         sys.exit(EXIT_NOT_ALL_ENDED)
+
+
+def _open_table(url: str, table: str, *, reaped: str, log: EventLog) -> AuditTable:
+    try:
+        return AuditTable(url, table=table, target=reaped, log=log.emit)
+    except SessionwardError as error:
+        # One line naming the option; the driver's words are scrubbed already.
+        message = str(error)
+        if not message.startswith("--audit-"):
+            message = f"--audit-dsn: {message}"
+        raise ConfigurationError(message) from None
 
 
 @click.group("policy")

@@ -33,7 +33,7 @@ from ...core import (
     Verdict,
     decide,
 )
-from ._audit import AuditLog, new_id, now_iso, server_record, session_record
+from ._audit import AuditSink, new_id, now_iso, server_record, session_record
 from ._events import EventLog
 from ._metrics import Metrics
 
@@ -79,7 +79,7 @@ class Reaper:
         policy: Policy,
         options: ReaperOptions,
         log: EventLog,
-        audit: AuditLog | None = None,
+        audit: AuditSink | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._connect = connect
