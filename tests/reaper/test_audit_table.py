@@ -457,3 +457,38 @@ def test_outcomes_kept_while_the_table_is_down_are_written_later(audit_db):
     finally:
         table.close()
         proxy.close()
+
+
+def test_a_prepared_table_needs_only_select_and_insert(server):
+    """A DBA creates the table once; the reaper's login may then lack CREATE."""
+    table = unique("sw_audit")
+    database = "postgres" if server.engine == "postgresql" else parse_target(server.url).database
+    AuditTable(server.url, table=table).close()
+    try:
+        user = server.create_user()
+        if server.engine == "postgresql":
+            server.execute(f'GRANT SELECT, INSERT ON {table} TO "{user}"')
+        else:
+            server.execute(f"GRANT SELECT, INSERT ON `{database}`.`{table}` TO '{user}'@'%'")
+        audit = AuditTable(server.url_for(database, user), table=table)
+        try:
+            decision = {"type": "decision", "id": "d1", "time": "2026-01-01T00:00:00+00:00",
+                        "rule": "r", "action": "cancel", "dry_run": True, "why": "w",
+                        "server": {}, "session": {"pid": 7, "user": "u"}}  # fmt: skip
+            audit.write([decision])
+            assert audit.recover() == []
+        finally:
+            audit.close()
+        rows = AuditDB(server)
+        rows.table = table
+        assert [(r["id"], r["type"], r["pid"], bool(r["dry_run"])) for r in rows.rows()] == [
+            ("d1", "decision", 7, True)
+        ]
+        # Gone now, so the next reaper to start closes its open decision.
+        later = AuditTable(server.url, table=table)
+        try:
+            assert [r["id"] for r in later.recover()] == ["d1"]
+        finally:
+            later.close()
+    finally:
+        server.execute(f"DROP TABLE IF EXISTS {table}")

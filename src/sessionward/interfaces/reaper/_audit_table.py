@@ -7,11 +7,12 @@ The primary key is ``(id, type)``.  Why not one row per decision, updated
 with its outcome:
 
 - the only write that must succeed before acting is an ``INSERT`` of new
-  rows, and every insert is idempotent on the key (``ON CONFLICT DO NOTHING``,
-  ``ON DUPLICATE KEY UPDATE id = id``): a batch whose ``COMMIT`` was cut off
-  (it may or may not have applied) is simply sent again, and a second outcome
-  for one decision can never land, so a recovered ``unknown`` and a late real
-  outcome cannot both stand;
+  rows, and every insert is idempotent on the key (``ON CONFLICT DO NOTHING``;
+  ``INSERT IGNORE``, which needs no ``UPDATE`` privilege, and whose values,
+  fixed words, ids and ``TEXT``, cannot be truncated): a batch whose
+  ``COMMIT`` was cut off (it may or may not have applied) is simply sent
+  again, and a second outcome for one decision can never land, so a
+  recovered ``unknown`` and a late real outcome cannot both stand;
 - rows are never changed, so the table reads like the file, an audit trail is
   never rewritten, and the role needs only ``SELECT`` and ``INSERT`` once the
   table exists;
