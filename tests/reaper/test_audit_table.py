@@ -20,7 +20,7 @@ import time
 import pytest
 
 import sessionward
-from sessionward.core import SessionwardError, parse_policy, parse_target
+from sessionward.core import ConnectionFailed, SessionwardError, parse_policy, parse_target
 from sessionward.interfaces.reaper._audit import (
     UNKNOWN,
     AuditFanOut,
@@ -492,3 +492,69 @@ def test_a_prepared_table_needs_only_select_and_insert(server):
             later.close()
     finally:
         server.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+# ------------------------------------------------------------------ a COMMIT cut off (scripted)
+
+
+class _ScriptedTable:
+    """The table's rows in memory, behind the connection ``AuditTable`` opens.
+
+    Only for what a live server cannot be made to do on cue: lose the
+    connection right after applying a ``COMMIT``, or right before.
+    """
+
+    def __init__(self):
+        self.rows = {}
+        self.cut = None  # "after" or "before" the next commit
+
+    def connect(self, _table):
+        return _ScriptedConnection(self)
+
+
+class _ScriptedConnection:
+    def __init__(self, table):
+        self.table = table
+
+    def fetch(self, query, params=None):
+        if query == "list_open_decisions":
+            rows = self.table.rows
+            return [(i, r["reaper"]) for (i, kind), r in rows.items()
+                    if kind == "decision" and (i, "outcome") not in rows]  # fmt: skip
+        return [(True,)]
+
+    def run_many(self, query, rows):
+        cut, self.table.cut = self.table.cut, None
+        if cut == "before":
+            raise ConnectionFailed("lost the connection (before COMMIT)")
+        for row in rows:
+            if query == "insert_audit_record" or (row["id"], "decision") in self.table.rows:
+                self.table.rows.setdefault((row["id"], row["type"]), row)
+        if cut == "after":
+            raise ConnectionFailed("lost the connection (during COMMIT)")
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("cut", ["after", "before"])
+def test_a_decision_whose_commit_was_cut_off_is_closed_as_not_signalled(monkeypatch, cut):
+    table = _ScriptedTable()
+    monkeypatch.setattr(AuditTable, "_open", lambda self: table.connect(self))
+    audit = AuditTable("postgresql://u@h/db", table="t")
+    decision = {"type": "decision", "id": "d1", "time": "2026-01-01T00:00:00+00:00",
+                "rule": "r", "action": "terminate", "dry_run": False, "why": "w",
+                "server": {}, "session": {"pid": 7}}  # fmt: skip
+    table.cut = cut
+    with pytest.raises(SessionwardError, match="no session was signalled"):
+        audit.write([decision])
+    audit.write([])  # the next sweep: reconnects and settles
+    kinds = {key: row["outcome"] for key, row in table.rows.items()}
+    if cut == "after":
+        # Applied after all: closed, and not as unknown, since nothing was signalled.
+        assert kinds == {("d1", "decision"): None, ("d1", "outcome"): "not signalled"}
+    else:
+        # Never applied: no outcome row without its decision.
+        assert kinds == {}
+    assert audit.recover() == []
+    audit.close()
