@@ -62,9 +62,9 @@ class SessionControl:
     def own_pid(self) -> int:
         return self._backend.server.own_pid
 
-    def snapshot(self) -> Snapshot:
-        """Every session of the server, background processes included."""
-        return self._backend.snapshot()
+    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
+        """Every session of the server, background processes included; or only ``pids``."""
+        return self._backend.snapshot() if pids is None else self._backend.snapshot(pids)
 
     def sessions(self, session_filter: SessionFilter | None = None) -> tuple[Session, ...]:
         """The sessions ``session_filter`` selects; client sessions only by default."""
@@ -95,7 +95,11 @@ class SessionControl:
         dry_run: bool = False,
         snapshot: Snapshot | None = None,
     ) -> tuple[EndResult, ...]:
-        """End each pid's session and confirm it is gone."""
+        """End each pid's session and confirm it is gone.
+
+        ``wait_seconds=0``: signal and return at once; a session still there
+        is reported ``signalled``, for the caller to confirm.
+        """
         return self._end(Action.TERMINATE, pids, wait_seconds, safety, dry_run, snapshot)
 
     def drop_database(
@@ -245,6 +249,12 @@ class SessionControl:
                 results[session.pid] = EndResult(
                     session.pid, Outcome.ALREADY_GONE, "it ended before the signal", session
                 )
+        if wait_seconds <= 0:
+            # Asked not to wait: the caller confirms the endings itself (the reaper does,
+            # from its next sweeps, so one ending never holds up the next).
+            for pid, session in pending.items():
+                results[pid] = EndResult(pid, Outcome.SIGNALLED, "not waited for", session)
+            return results
         deadline = time.monotonic() + wait_seconds
         quick_until = time.monotonic() + _EXIT_QUICK_WINDOW_SECONDS
         while pending:

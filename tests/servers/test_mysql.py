@@ -575,3 +575,60 @@ def test_probe_token_changes_with_each_statement(mysql, victims, control):
     assert None not in tokens
     assert tokens[0] != tokens[1]
     assert control.backend.probe([2**40]) == {}
+
+
+# --------------------------------------------------------------------------- partial snapshots
+
+
+def test_partial_snapshot_of_a_sleeping_transaction_needs_no_innodb_read(mysql, victims, control):
+    database = mysql.create_database()
+    make_table(mysql, database)
+    victim = victims(mysql, database=database, user=mysql.create_user())
+    victim.run("BEGIN")
+    victim.run("UPDATE t SET v = v + 1 WHERE id = 1")
+    time.sleep(0.3)  # asleep since well before InnoDB's cached view is taken
+    whole = control.snapshot()
+    innodb_read_at = control.backend._innodb_read_at
+    time.sleep(0.05)
+    part = control.snapshot([victim.pid, 2**40])
+
+    assert part.partial
+    assert not whole.partial
+    assert [s.pid for s in part.sessions] == [victim.pid]
+    before, after = whole.get(victim.pid), part.get(victim.pid)
+    assert after.state == "idle in transaction"
+    assert (after.user, after.database, after.client_port) == (
+        before.user, before.database, before.client_port)  # fmt: skip
+    assert after.state_age_seconds >= before.state_age_seconds + 0.04
+    assert after.xact_age_seconds >= before.xact_age_seconds + 0.04
+    # Served from the process list: InnoDB's transaction cache was not read again.
+    assert control.backend._innodb_read_at == innodb_read_at
+
+
+@pytest.mark.parametrize("then", ["COMMIT", "BEGIN", "SELECT 1"])
+def test_partial_snapshot_sees_a_statement_run_after_the_whole_read(mysql, victims, control, then):
+    database = mysql.create_database()
+    make_table(mysql, database)
+    victim = victims(mysql, database=database, user=mysql.create_user())
+    victim.run("BEGIN")
+    victim.run("UPDATE t SET v = v + 1 WHERE id = 1")
+    time.sleep(0.3)
+    assert control.snapshot().get(victim.pid).state == "idle in transaction"
+    victim.run(then)  # COMMIT ends it; BEGIN commits it and opens a new, empty one
+    seen = control.snapshot([victim.pid]).get(victim.pid)
+    expected = "idle in transaction" if then == "SELECT 1" else "idle"
+    assert seen.state == expected
+    assert seen.state_age_seconds < 0.3
+
+
+def test_partial_snapshot_leaves_out_sessions_gone_and_not_asked_for(mysql, victims, control):
+    database = mysql.create_database()
+    one = victims(mysql, database=database)
+    other = victims(mysql, database=database)
+    part = control.snapshot([one.pid])
+    assert part.partial
+    assert one.pid in part
+    assert other.pid not in part
+    one.close()
+    eventually(lambda: not listed(mysql, one.pid))
+    assert control.snapshot([one.pid]).sessions == ()

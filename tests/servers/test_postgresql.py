@@ -290,6 +290,33 @@ def test_every_filter_field_selects_exactly_the_expected_sessions(pg, victim):
 # --------------------------------------------------------------------------- lock waits
 
 
+def test_partial_snapshot_reads_only_the_sessions_asked_for_as_a_whole_one_does(pg, victim):
+    database, user = pg.create_database(), pg.create_user()
+    make_table(pg, database)
+    holder = victim(database=database, user=user)
+    holder.run("BEGIN")
+    holder.run("UPDATE accounts SET v = v + 1 WHERE id = 1")
+    waiter = victim(database=database, user=user)
+    waiter.start("UPDATE accounts SET v = v + 1 WHERE id = 1")
+    wait_active(pg, waiter, lock=True)
+    bystander = victim(database=database, user=user)
+    with sessionward.connect(pg.url_for(database)) as sw:
+        whole = sw.snapshot()
+        part = sw.snapshot([holder.pid, waiter.pid, ABSENT_PID])
+    assert not whole.partial
+    assert part.partial
+    assert pids(part.sessions) == {holder.pid, waiter.pid}
+    assert bystander.pid in whole
+    assert bystander.pid not in part
+    for pid in (holder.pid, waiter.pid):
+        seen, also = whole.get(pid), part.get(pid)
+        same = ("state", "user", "database", "application", "client_port", "started_at",
+                "blocked_by", "wait", "wait_target", "query", "is_superuser")  # fmt: skip
+        assert {f: getattr(also, f) for f in same} == {f: getattr(seen, f) for f in same}
+        assert also.state_age_seconds >= seen.state_age_seconds
+    assert part.get(waiter.pid).blocked_by == (holder.pid,)
+
+
 def test_lock_forest_shows_the_chain_and_what_each_waits_on(pg, victim):
     database, user = pg.create_database(), pg.create_user()
     make_table(pg, database)

@@ -15,6 +15,7 @@ from sessionward.core import (
     BACKGROUND,
     IDLE,
     Action,
+    DropResult,
     Outcome,
     PermissionDenied,
     Safety,
@@ -137,11 +138,19 @@ def test_terminate_still_running_after_the_wait():
     assert ("wait_for_exit", 10) in backend.calls
 
 
-def test_zero_wait_probes_once():
+def test_zero_wait_signals_and_does_not_look():
     backend = FakeBackend(active(10), script={10: "ignore"})
     (result,) = SessionControl(backend).terminate([10], wait_seconds=0)
-    assert result.outcome is Outcome.STILL_RUNNING
-    assert backend.calls.count(("probe", (10,))) == 1
+    assert result.outcome is Outcome.SIGNALLED
+    assert result.ok
+    assert backend.calls == [("snapshot",), ("terminate", 10)]
+
+
+def test_zero_wait_leaves_a_database_undropped():
+    backend = FakeBackend(active(10), script={10: "ignore"})
+    result = DropResult("shop", dropped=False, existed=True,
+                        ended=SessionControl(backend).terminate([10], wait_seconds=0))  # fmt: skip
+    assert [r.outcome for r in result.not_ended] == [Outcome.SIGNALLED]
 
 
 @pytest.mark.parametrize("action", ["cancel", "terminate"])

@@ -189,6 +189,7 @@ def test_enum_values_are_stable_strings():
         "not permitted",
         "protected",
         "would end",
+        "signalled",
     ]
 
 

@@ -229,6 +229,18 @@ def test_limits_per_rule_and_overall_per_sweep_and_minute():
     assert "overall max_per_minute = 3 reached" in sweep.decisions[-1].why
 
 
+def test_sessions_still_exiting_are_not_chosen_again():
+    pol = policy('action = "terminate"\nvictims = "root_blockers"\nmatch = { wait_over = 1 }')
+    root = s(10, started_at="t0")
+    waiter = s(11, state=ACTIVE, blocked_by=(10,), wait_age_seconds=2)
+    assert chosen(pol, snap(root, waiter)) == [(10, "terminate", "act")]
+    history = History().exiting([(10, "t0")])
+    assert decide(pol, snap(root, waiter), now=100.0, history=history).decisions == ()
+    # The same pid with another start time is another session.
+    history = History().exiting([(10, "t1")])
+    assert len(decide(pol, snap(root, waiter), now=100.0, history=history).decisions) == 1
+
+
 def test_report_counts_against_no_limit():
     pol = policy('action = "report"\nlimits = { max_per_sweep = 1 }')
     assert [v for *_, v in chosen(pol, snap(s(10), s(11)))] == ["report", "report"]
@@ -246,6 +258,51 @@ def test_deadline_of_a_known_session_and_of_unseen_ones():
     assert sweep.next_check_seconds == pytest.approx(0.501)
     # Nobody near: a session not yet idle in a transaction could cross 2 s from now.
     assert decide(pol, snap(other), now=0).next_check_seconds == pytest.approx(2.001)
+
+
+def test_crossings_name_each_known_session_and_the_rest_needs_a_whole_look():
+    pol = policy('action = "terminate"\nmatch = { idle_in_transaction_over = "2s" }')
+    sessions = (
+        s(10, state=IDLE_IN_TRANSACTION, state_age_seconds=1.5, started_at="t0"),
+        s(11, state=IDLE_IN_TRANSACTION, state_age_seconds=0.5, started_at="t1"),
+        s(12, state=IDLE_IN_TRANSACTION, state_age_seconds=2.5, started_at="t2"),
+    )
+    sweep = decide(pol, snap(*sessions), now=0)
+    assert [d.session.pid for d in sweep.decisions] == [12]
+    assert [(pid, at, pytest.approx(due)) for pid, at, due in sweep.crossings] == [
+        (10, "t0", 0.501), (11, "t1", 1.501)]  # fmt: skip
+    assert sweep.next_full_seconds == pytest.approx(2.001)
+    assert sweep.next_check_seconds == pytest.approx(0.501)
+
+
+def test_a_partial_snapshot_keeps_grace_timers_of_sessions_it_does_not_list():
+    pol = policy('action = "cancel_then_terminate"\ngrace = "5s"\nmatch = { query_over = 10 }')
+    victim = s(10, state=ACTIVE, query_age_seconds=11, started_at="t0")
+    history = History().record(decide(pol, snap(victim), now=100).decisions, 100)
+    partial = Snapshot(server=SERVER, taken_at=snap().taken_at, sessions=(), partial=True)
+    kept = decide(pol, partial, now=101, history=history)
+    late = decide(pol, snap(victim), now=106, history=history)
+    assert kept.decisions == ()
+    assert [(d.action, d.verdict) for d in late.decisions] == [("terminate", Verdict.ACT)]
+    whole = Snapshot(server=SERVER, taken_at=snap().taken_at, sessions=())
+    assert decide(pol, whole, now=101, history=history).decisions == ()
+
+
+@pytest.mark.parametrize(
+    ("body", "top", "alone"),
+    [
+        ('action = "terminate"\nmatch = { idle_over = 1 }', "", True),
+        ('action = "terminate"\nvictims = "oldest"', "", False),
+        ('action = "terminate"\nvictims = "root_blockers"', "", False),
+        ('action = "terminate"\nmatch = { blocking_at_least = 2 }', "", False),
+        ('action = "terminate"\nexclude = [{ blocking_at_least = 2 }]', "", False),
+        ('action = "terminate"\nlimits = { max_per_sweep = 3 }', "", False),
+        ('action = "terminate"\nlimits = { max_per_minute = 3 }', "", True),
+        ('action = "terminate"', "[limits]\nmax_per_sweep = 3", False),
+    ],
+)
+def test_which_policies_judge_sessions_alone(body, top, alone):
+    assert policy(body, top=top).judges_sessions_alone() is alone
 
 
 def test_deadline_of_an_and_is_the_latest_crossing():

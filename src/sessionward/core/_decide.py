@@ -5,7 +5,10 @@
 limit), and ``next_check_seconds``, the time from the snapshot until the
 earliest moment a rule could newly match: a known session crossing a
 threshold, a session not yet in that state crossing the smallest threshold,
-or a grace period running out.
+or a grace period running out.  ``crossings`` says when each known session
+crosses, and ``next_full_seconds`` when anything else could happen, so a
+caller whose policy ``judges_sessions_alone`` can look at just the sessions
+due instead of at every session.
 
 Rules are evaluated in file order; a session gets at most one decision per
 sweep, from the first rule that chooses it.  ``now`` is any monotonic clock in
@@ -66,6 +69,9 @@ class History:
     endings: tuple[tuple[float, str], ...] = ()
     #: (pid, started_at) → (rule name, time cancelled) for ``cancel_then_terminate``.
     cancelled: dict[tuple[int, str | None], tuple[str, float]] = field(default_factory=dict)
+    #: (pid, started_at) of sessions signalled to end and not yet gone: no rule
+    #: chooses them again while they exit.
+    ending: frozenset[tuple[int, str | None]] = frozenset()
 
     def record(self, decisions: Iterable[Decision], now: float) -> History:
         """The history after ``decisions`` were acted on at ``now``."""
@@ -80,13 +86,17 @@ class History:
                 cancelled.setdefault(key, (decision.rule, now))
             else:
                 cancelled.pop(key, None)
-        return History(endings=tuple(endings), cancelled=cancelled)
+        return History(endings=tuple(endings), cancelled=cancelled, ending=self.ending)
+
+    def exiting(self, ending: Iterable[tuple[int, str | None]]) -> History:
+        """The same history, with ``ending`` as the sessions still exiting."""
+        return History(endings=self.endings, cancelled=self.cancelled, ending=frozenset(ending))
 
     def forget_absent(self, snapshot: Snapshot) -> History:
         """Drop grace timers of sessions that left."""
         present = {(s.pid, s.started_at) for s in snapshot.sessions}
         cancelled = {k: v for k, v in self.cancelled.items() if k in present}
-        return History(endings=self.endings, cancelled=cancelled)
+        return History(endings=self.endings, cancelled=cancelled, ending=self.ending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,12 @@ class Sweep:
     next_check_seconds: float | None
     #: Sessions a rule matched but a protection kept out, with the reason.
     protected: tuple[tuple[str, Session, str], ...] = ()
+    #: (pid, started_at, seconds from the snapshot) of each known session that
+    #: will match a rule by time alone, at the earliest such moment.
+    crossings: tuple[tuple[int, str | None, float], ...] = ()
+    #: From the snapshot, when something other than ``crossings`` could make a
+    #: rule act: a session not yet seen crossing, a grace period, a limit.
+    next_full_seconds: float | None = None
 
     def to_act(self) -> tuple[Decision, ...]:
         return tuple(d for d in self.decisions if d.verdict is Verdict.ACT)
@@ -105,14 +121,16 @@ def decide(
     policy: Policy, snapshot: Snapshot, *, now: float, history: History = History()
 ) -> Sweep:
     """Decide what every rule does to ``snapshot`` at monotonic time ``now``."""
-    history = history.forget_absent(snapshot)
+    if not snapshot.partial:
+        history = history.forget_absent(snapshot)
     recent = [e for e in history.endings if now - e[0] < _MINUTE]
-    decided: set[int] = set()
+    decided = {s.pid for s in snapshot.sessions if (s.pid, s.started_at) in history.ending}
     decisions: list[Decision] = []
     protected: list[tuple[str, Session, str]] = []
     overall_sweep = 0
     overall_minute = len(recent)
     wake: list[float] = []
+    crossings: dict[tuple[int, str | None], float] = {}
     smallest = policy.smallest_threshold_seconds()
     if smallest is not None:
         wake.append(smallest + CROSSING_MARGIN_SECONDS)
@@ -135,7 +153,9 @@ def decide(
             if rule.action is PolicyAction.CANCEL and session.state != ACTIVE:
                 continue  # nothing to cancel
             if wait > 0:
-                wake.append(wait + CROSSING_MARGIN_SECONDS)
+                key = (session.pid, session.started_at)
+                due = wait + CROSSING_MARGIN_SECONDS
+                crossings[key] = min(crossings.get(key, due), due)
                 continue
             eligible.append(session)
         victims = _victims(policy, rule, eligible, snapshot, decided, protected)
@@ -160,10 +180,13 @@ def decide(
                     overall_sweep += 1
                     overall_minute += 1
             decisions.append(Decision(rule.name, action, verdict, session, why))
+    soonest = min(wake, default=None)
     return Sweep(
         decisions=tuple(decisions),
-        next_check_seconds=min(wake) if wake else None,
+        next_check_seconds=min(wake + list(crossings.values()), default=None),
         protected=tuple(protected),
+        crossings=tuple((pid, started_at, due) for (pid, started_at), due in crossings.items()),
+        next_full_seconds=soonest,
     )
 
 

@@ -27,4 +27,6 @@ class DropResult:
     @property
     def not_ended(self) -> tuple[EndResult, ...]:
         """The sessions that may still use the database (not ended, not already gone)."""
-        return tuple(r for r in self.ended if not r.ok and r.outcome is not Outcome.ALREADY_GONE)
+        # Signalled but not waited for (``wait_seconds=0``) may still be there.
+        done = (Outcome.ENDED, Outcome.WOULD_END, Outcome.ALREADY_GONE)
+        return tuple(r for r in self.ended if r.outcome not in done)

@@ -30,6 +30,8 @@ class Outcome(str, enum.Enum):
     PROTECTED = "protected"
     #: ``--dry-run``: it would have been signalled.
     WOULD_END = "would end"
+    #: Signalled, not yet confirmed: the caller asked not to wait (``--wait 0``).
+    SIGNALLED = "signalled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,7 @@ class EndResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in (Outcome.ENDED, Outcome.WOULD_END)
+        return self.outcome in (Outcome.ENDED, Outcome.WOULD_END, Outcome.SIGNALLED)
 
 
 def refusal(pid: int, snapshot: Snapshot, action: Action, safety: Safety) -> EndResult | None:

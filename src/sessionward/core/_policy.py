@@ -246,6 +246,20 @@ class Policy:
     def evolve(self, **changes: object) -> Policy:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def judges_sessions_alone(self) -> bool:
+        """Whether every rule decides on a session from that session alone.
+
+        Then a snapshot of only some sessions decides them as the whole one
+        would: no rule picks among its matches (``victims``), counts waiters
+        (``blocking_at_least``) or caps a sweep (``max_per_sweep``).
+        """
+        return self.limits.max_per_sweep is None and all(
+            rule.victims is Victims.ALL
+            and rule.limits.max_per_sweep is None
+            and all(m.blocking_at_least is None for m in (rule.match, *rule.exclude))
+            for rule in self.rules
+        )
+
     def smallest_threshold_seconds(self) -> float | None:
         """The shortest time threshold of any acting or reporting rule."""
         values = [v for rule in self.rules for v in rule.match.thresholds().values()]

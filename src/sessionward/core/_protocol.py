@@ -19,8 +19,13 @@ class Backend(Protocol):
     @property
     def server(self) -> ServerInfo: ...
 
-    def snapshot(self) -> Snapshot:
-        """Read every session, background processes included, and who blocks whom."""
+    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
+        """Read every session, background processes included, and who blocks whom.
+
+        ``pids``: read only those sessions (a ``partial`` snapshot; the ones
+        gone are left out), each as exactly as a whole snapshot would show
+        it.  Lock waits still name their blockers by pid.
+        """
         ...
 
     def cancel(self, pid: int, *, started_at: str | None = None) -> bool:

@@ -124,6 +124,9 @@ class Snapshot:
     #: Features the adapter could not read (a missing privilege, an absent
     #: plugin), each with the reason: the snapshot is partial there.
     degraded: tuple[str, ...] = ()
+    #: Only the sessions asked for were read (``Backend.snapshot(pids=...)``):
+    #: a session missing from it may still exist.
+    partial: bool = False
     _by_pid: dict[int, Session] = field(init=False, repr=False, compare=False)
     _blocking: dict[int, tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
@@ -151,5 +154,9 @@ class Snapshot:
     def with_sessions(self, sessions: tuple[Session, ...]) -> Snapshot:
         """Return a snapshot of the same moment holding only ``sessions``."""
         return Snapshot(
-            server=self.server, taken_at=self.taken_at, sessions=sessions, degraded=self.degraded
+            server=self.server,
+            taken_at=self.taken_at,
+            sessions=sessions,
+            degraded=self.degraded,
+            partial=self.partial,
         )

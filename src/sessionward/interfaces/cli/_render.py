@@ -316,6 +316,7 @@ def _node_dict(node: WaitNode) -> dict[str, Any]:
 _OUTCOME_STYLE = {
     Outcome.ENDED: "green",
     Outcome.WOULD_END: "cyan",
+    Outcome.SIGNALLED: "cyan",
     Outcome.ALREADY_GONE: "yellow",
     Outcome.STILL_RUNNING: "bold red",
     Outcome.NOT_PERMITTED: "bold red",

@@ -18,6 +18,7 @@ token is the statement's start second and a hash of its text.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -60,6 +61,7 @@ from ._queries import (
 )
 from ._rows import (
     LOCK_WAIT,
+    SLEEP,
     MetadataLock,
     build_session,
     is_metadata_lock_wait,
@@ -124,6 +126,8 @@ class MySQLBackend:
         self._limit = statement_timeout_seconds
         self._logged: set[str] = set()
         self._innodb_read_at = -INNODB_CACHE_SECONDS
+        #: The last whole read that saw every session, and when it began (monotonic).
+        self._last_read: tuple[Snapshot, float] | None = None
         #: Whether the last snapshot saw every session (PROCESS granted).
         self._sees_all = True
 
@@ -191,11 +195,76 @@ class MySQLBackend:
     def server(self) -> ServerInfo:
         return self._server
 
-    def snapshot(self) -> Snapshot:
-        """Read every session but ours, its InnoDB transaction, and who blocks whom."""
+    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
+        """Read every session but ours, its InnoDB transaction, and who blocks whom.
+
+        ``pids``: only those sessions.  When the process list shows that each
+        of them has slept since before the last whole read saw it (so it has
+        run nothing since, and InnoDB's cached view of its transaction was
+        already current then), it is that read's session with its ages
+        advanced, at the cost of one process-list query; else a whole read.
+        """
+        if pids is None:
+            return self._read()
+        wanted = {_checked_pid(pid) for pid in pids}
+        carried = self._carried_forward(wanted)
+        if carried is not None:
+            return carried
+        whole = self._read()
+        return Snapshot(
+            server=whole.server,
+            taken_at=whole.taken_at,
+            sessions=tuple(s for s in whole.sessions if s.pid in wanted),
+            degraded=whole.degraded,
+            partial=True,
+        )
+
+    def _carried_forward(self, wanted: set[int]) -> Snapshot | None:
+        """The sessions ``wanted`` as the last whole read saw them, aged; ``None`` when
+        one of them may have changed since (or this server has no idle times)."""
+        last = self._last_read
+        query = self._dialect.list_idle_times
+        if last is None or query is None or not wanted:
+            return None
+        whole, read_at = last
+        # The cached INNODB_TRX that read saw may be this much older than the read.
+        cache_current_after = read_at - INNODB_CACHE_SECONDS
+        with self._errors():
+            rows = self._all(query, {"pids": tuple(sorted(wanted))})
+        answered = time.monotonic()
+        sessions = []
+        taken_at: dt.datetime = whole.taken_at
+        for row in rows:
+            before = whole.get(int(row["pid"]))
+            if before is None or not before.is_idle or row["command"] != SLEEP:
+                return None
+            idle_seconds = float(row["time_ms"]) / 1000
+            if answered - idle_seconds >= cache_current_after:
+                return None  # it went idle after InnoDB's view was taken: not proven
+            taken_at = row["taken_at"].replace(tzinfo=dt.timezone.utc)
+            elapsed = (taken_at - whole.taken_at).total_seconds()
+            xact_age = before.xact_age_seconds
+            sessions.append(
+                dataclasses.replace(
+                    before,
+                    state_age_seconds=idle_seconds,
+                    xact_age_seconds=None if xact_age is None else xact_age + elapsed,
+                )
+            )
+        return Snapshot(
+            server=self._server,
+            taken_at=taken_at,
+            sessions=tuple(sessions),
+            degraded=whole.degraded,
+            partial=True,
+        )
+
+    def _read(self) -> Snapshot:
+        """Every session: the whole read."""
         dialect = self._dialect
         degraded: list[str] = []
         time.sleep(max(0.0, self._innodb_read_at + INNODB_CACHE_SECONDS - time.monotonic()))
+        read_at = time.monotonic()
         with self._errors():
             sources = self._all(dialect.get_sources)[0]
             rows = self._all_or_denied(dialect.list_sessions)
@@ -230,12 +299,15 @@ class MySQLBackend:
                 self._logged.add(line)
                 logger.info("%s: %s", self._target.redacted(), line)
         taken_at: dt.datetime = sources["taken_at"]
-        return Snapshot(
+        whole = Snapshot(
             server=self._server,
             taken_at=taken_at.replace(tzinfo=dt.timezone.utc),
             sessions=sessions,
             degraded=tuple(degraded),
         )
+        # Only a read that saw every session's transaction can vouch for one later.
+        self._last_read = (whole, read_at) if full else None
+        return whole
 
     def cancel(self, pid: int, *, started_at: str | None = None) -> bool:
         """Stop the statement ``pid`` runs with ``KILL QUERY``.

@@ -57,6 +57,8 @@ class Dialect:
     list_superusers: str
     list_applications: str
     probe_sessions: str
+    #: Sleeping sessions' idle time in milliseconds; ``None`` where the server has none.
+    list_idle_times: str | None
     kill_query: str
     kill_connection: str
     get_database: str
@@ -78,7 +80,8 @@ class Dialect:
 
     def names(self) -> frozenset[str]:
         """Every query file this dialect uses."""
-        return frozenset(getattr(self, f) for f in _QUERY_FIELDS) | {GET_SERVER}
+        used = (getattr(self, f) for f in _QUERY_FIELDS)
+        return frozenset(name for name in used if name is not None) | {GET_SERVER}
 
 
 _QUERY_FIELDS = (
@@ -91,6 +94,7 @@ _QUERY_FIELDS = (
     "list_superusers",
     "list_applications",
     "probe_sessions",
+    "list_idle_times",
     "kill_query",
     "kill_connection",
     "get_database",
@@ -125,6 +129,7 @@ _MARIADB = Dialect(
     list_metadata_locks="list_metadata_locks_mariadb",
     list_database_locks="list_database_locks_mariadb",
     probe_sessions="probe_sessions_mariadb",
+    list_idle_times="list_idle_times",
     kill_privilege="CONNECTION ADMIN or SUPER",
     lock_waits_hint="grant PROCESS to read information_schema.INNODB_LOCK_WAITS",
     metadata_locks_hint=(
@@ -143,6 +148,7 @@ _MYSQL = Dialect(
     list_metadata_locks="list_metadata_locks_mysql",
     list_database_locks="list_database_locks_mysql",
     probe_sessions="probe_sessions_mysql",
+    list_idle_times=None,
     kill_privilege=(
         "CONNECTION_ADMIN or SUPER (and SYSTEM_USER to end a SYSTEM_USER account's session)"
     ),

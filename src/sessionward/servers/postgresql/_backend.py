@@ -153,9 +153,11 @@ class PostgresBackend:
     def server(self) -> ServerInfo:
         return self._server
 
-    def snapshot(self) -> Snapshot:
-        """Read every session but ours, background processes included, in one query."""
-        rows = self._fetch(self._queries.list_sessions)
+    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
+        """Read every session but ours (or only ``pids``), background processes included,
+        in one query."""
+        wanted = None if pids is None else sorted(set(pids))
+        rows = self._fetch(self._queries.list_sessions, {"pids": wanted})
         # One clock row (pid NULL) carries the time, so no session row parses it.
         taken_at: dt.datetime = next(row[0] for row in rows if row[1] is None)
         sessions = tuple(_session(row) for row in rows if row[1] is not None)
@@ -166,7 +168,11 @@ class PostgresBackend:
                 self._told_hidden = True
                 logger.info("%s: %s", self._target.redacted(), HIDDEN_NOTE)
         return Snapshot(
-            server=self._server, taken_at=taken_at, sessions=sessions, degraded=degraded
+            server=self._server,
+            taken_at=taken_at,
+            sessions=sessions,
+            degraded=degraded,
+            partial=pids is not None,
         )
 
     def cancel(self, pid: int, *, started_at: str | None = None) -> bool:

@@ -100,3 +100,5 @@ CROSS JOIN pg_catalog.pg_stat_activity AS a
 LEFT JOIN lock_waits AS w ON w.pid = a.pid AND a.wait_event_type = 'Lock'
 LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = a.usesysid
 WHERE a.pid <> pg_catalog.pg_backend_pid()
+    -- A partial snapshot reads only the sessions asked for.
+    AND (%(pids)s::integer[] IS NULL OR a.pid = ANY (%(pids)s::integer[]))

@@ -1,0 +1,59 @@
+"""The reaper looks again at just the sessions due to cross a limit: it must still see every
+change they made since the last whole look."""
+
+import time
+
+import pytest
+
+from ._helpers import ThreadedReaper, alive, idle_in_transaction, prepare_table, until
+
+
+@pytest.fixture
+def scene(server):
+    database = server.create_database()
+    prepare_table(server, database)
+    return server, database, server.create_user()
+
+
+@pytest.mark.parametrize("then", ["COMMIT", "ROLLBACK"])
+def test_a_transaction_ended_before_its_limit_is_left_alone(scene, victims, tmp_path, then):
+    server, db, user = scene
+    policy = f"""
+[[rule]]
+name = "idle-tx"
+action = "terminate"
+match = {{ database = "{db}", idle_in_transaction_over = "1.5s" }}
+"""
+    finishing = victims(server, database=db, user=user)
+    staying = victims(server, database=db, user=user)
+    with ThreadedReaper(server, policy, tmp_path, max_interval_seconds=0.5) as reaper:
+        idle_in_transaction(finishing)
+        idle_in_transaction(staying)
+        # Seen idle in a transaction by whole looks, so its crossing is scheduled ...
+        time.sleep(1.2)
+        # ... then it ends the transaction and stays idle past the limit.
+        finishing.run(then)
+        until(lambda: staying.pid in reaper.outcomes(), timeout=10, what="the ending")
+        time.sleep(1.0)
+    assert reaper.outcomes() == {staying.pid: [("idle-tx", "terminate", "ended")]}
+    assert alive(server, finishing.pid)
+
+
+def test_a_statement_before_the_limit_restarts_the_clock(scene, victims, tmp_path):
+    server, db, user = scene
+    policy = f"""
+[[rule]]
+name = "idle-tx"
+action = "terminate"
+match = {{ database = "{db}", idle_in_transaction_over = "1.5s" }}
+"""
+    victim = victims(server, database=db, user=user)
+    with ThreadedReaper(server, policy, tmp_path, max_interval_seconds=0.5) as reaper:
+        idle_in_transaction(victim)
+        time.sleep(1.2)
+        victim.run("SELECT 1")  # still in the transaction, idle again from now
+        restarted = time.monotonic()
+        until(lambda: victim.pid in reaper.outcomes(), timeout=10, what="the ending")
+        waited = time.monotonic() - restarted
+    assert reaper.outcomes()[victim.pid] == [("idle-tx", "terminate", "ended")]
+    assert waited > 1.5
