@@ -1,9 +1,19 @@
 """The reaper looks again at just the sessions due to cross a limit: it must still see every
-change they made since the last whole look."""
+change they made since the last whole look; and it never acts on what it could not record."""
 
+import io
+import json
+import os
+import threading
 import time
 
 import pytest
+
+import sessionward
+from sessionward.core import parse_policy
+from sessionward.interfaces.reaper._audit import AuditLog
+from sessionward.interfaces.reaper._events import EventLog
+from sessionward.interfaces.reaper._loop import Reaper, ReaperOptions
 
 from ._helpers import ThreadedReaper, alive, idle_in_transaction, prepare_table, until
 
@@ -57,3 +67,39 @@ match = {{ database = "{db}", idle_in_transaction_over = "1.5s" }}
         waited = time.monotonic() - restarted
     assert reaper.outcomes()[victim.pid] == [("idle-tx", "terminate", "ended")]
     assert waited > 1.5
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_an_audit_file_that_cannot_be_written_ends_nothing(scene, victims, tmp_path):
+    server, db, user = scene
+    policy = parse_policy(f"""
+[[rule]]
+name = "idle-tx"
+action = "terminate"
+match = {{ database = "{db}", idle_in_transaction_over = "0.2s" }}
+""")
+    victim = victims(server, database=db, user=user)
+    idle_in_transaction(victim)
+    log = io.StringIO()
+    audit = AuditLog(str(tmp_path / "audit.jsonl"))
+    os.close(audit._fd)
+    audit._fd = os.open("/dev/full", os.O_WRONLY)  # every write: no space left on device
+    reaper = Reaper(
+        connect=lambda: sessionward.connect(server.url),
+        policy=policy,
+        options=ReaperOptions(max_interval_seconds=0.2),
+        log=EventLog(json_lines=True, stream=log),
+        audit=audit,
+    )
+    thread = threading.Thread(target=reaper.run, daemon=True)
+    thread.start()
+    try:
+        until(lambda: reaper.stats.errors >= 2, timeout=10, what="failed audit writes")
+    finally:
+        reaper.stop()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert alive(server, victim.pid)
+    assert reaper.stats.results == []
+    errors = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert any("not written, so no session was signalled" in e.get("message", "") for e in errors)

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from ...core import ConfigurationError, Session, Snapshot
+from ...core import ConfigurationError, Session, SessionwardError, Snapshot
 from ...core._snapshot_json import snapshot_to_dict
 
 UNKNOWN = "unknown"
@@ -39,6 +39,10 @@ RECOVERED_DETAIL = (
     "the reaper stopped between recording this decision and its outcome; "
     "the session may or may not have been signalled"
 )
+
+
+class AuditUnavailable(SessionwardError):
+    """Decisions could not be recorded, so none of them was acted on."""
 
 
 class AuditSink(Protocol):
@@ -113,10 +117,15 @@ class AuditLog:
             return
         data = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in records)
         view = memoryview(data.encode("utf-8"))
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
+        except OSError as error:  # a full disk, say: record nothing, so end nothing
+            raise AuditUnavailable(
+                f"audit file {self.path} not written, so no session was signalled: {error.strerror}"
+            ) from None
 
     def recover(self) -> list[dict[str, Any]]:
         """Close every decision left without an outcome; return the records added."""

@@ -48,7 +48,7 @@ from importlib import resources
 from typing import Any, Protocol
 
 from ...core import ConfigurationError, SessionwardError, Target, parse_target
-from ._audit import RECOVERED_DETAIL, UNKNOWN, new_id, now_iso
+from ._audit import RECOVERED_DETAIL, UNKNOWN, AuditUnavailable, new_id, now_iso
 
 DEFAULT_TABLE = "sessionward_audit"
 #: Every audit statement, and the login, gives up after this long.
@@ -194,7 +194,7 @@ class AuditTable:
             if decisions:
                 self._unsettled += decisions
                 self._pending = [row for row in batch if row["type"] != "decision"]
-                raise SessionwardError(
+                raise AuditUnavailable(
                     f"audit table {self.where} not written, so no session was signalled: {error}"
                 ) from error
             self._keep(batch, error)

@@ -42,7 +42,14 @@ from ...core import (
     Verdict,
     decide,
 )
-from ._audit import AuditSink, new_id, now_iso, server_record, session_record
+from ._audit import (
+    AuditSink,
+    AuditUnavailable,
+    new_id,
+    now_iso,
+    server_record,
+    session_record,
+)
 from ._events import EventLog
 from ._metrics import Metrics
 
@@ -166,6 +173,15 @@ class Reaper:
             return self.sweep()
         except (ConfigurationError, DriverNotInstalled):
             raise
+        except AuditUnavailable as error:
+            # The reaped server is fine: keep its connection (and any leader lock).
+            self.stats.errors += 1
+            if self._metrics is not None:
+                self._metrics.errors.inc()
+            self._log.emit("error", str(error))
+            if self._options.once:
+                raise
+            return self._options.max_interval_seconds
         except SessionwardError as error:
             # The connection (and with it any leader lock) may be gone: start over.
             self.stats.errors += 1
