@@ -203,11 +203,10 @@ class SessionControl:
         be signalled again singly, so each gets its own ``not permitted`` or
         outcome; one already gone by then left after the combined signal.
         """
-        terminate_many = _batch_terminator(self._backend)
-        if action is not Action.TERMINATE or terminate_many is None or len(sessions) < 2:
+        if action is not Action.TERMINATE or len(sessions) < 2:
             return None, False
         try:
-            return terminate_many([(s.pid, s.started_at) for s in sessions]), False
+            return self._backend.terminate_many([(s.pid, s.started_at) for s in sessions]), False
         except PermissionDenied:
             return None, True
 
@@ -284,13 +283,6 @@ class SessionControl:
             waited = f"after {wait_seconds:g}s"
             results[pid] = EndResult(pid, Outcome.STILL_RUNNING, waited, session)
         return results
-
-
-def _batch_terminator(
-    backend: Backend,
-) -> Callable[[list[tuple[int, str | None]]], set[int]] | None:
-    method = getattr(backend, "terminate_many", None)
-    return method if callable(method) else None
 
 
 def _nothing() -> None:

@@ -53,6 +53,9 @@ class FakeBackend:
         self.calls.append("users")
         return frozenset(p for p, s in self.present.items() if s.database == name), ("a note",)
 
+    def terminate_many(self, targets):
+        return None  # one session per request, as MariaDB does
+
     def terminate(self, pid, *, started_at=None):
         self.calls.append(("terminate", pid))
         if pid in self.deny:

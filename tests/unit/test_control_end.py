@@ -59,6 +59,9 @@ class FakeBackend:
         self.calls.append(("cancel", pid))
         return self._signal(pid, Action.CANCEL)
 
+    def terminate_many(self, targets):
+        return None  # one session per request, as MariaDB does
+
     def terminate(self, pid, *, started_at=None):
         self.calls.append(("terminate", pid))
         return self._signal(pid, Action.TERMINATE)

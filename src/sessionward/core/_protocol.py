@@ -9,7 +9,7 @@ in this order: ``database_exists``, ``block_connections``, ``database_users``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from ._session import ServerInfo, Snapshot
@@ -43,6 +43,22 @@ class Backend(Protocol):
         ``started_at`` as for ``cancel``.  Raise ``PermissionDenied`` when the
         role may not signal it.
         """
+        ...
+
+    def terminate_many(self, targets: Sequence[tuple[int, str | None]]) -> set[int] | None:
+        """Ask each ``(pid, started_at)`` to end in one statement; return the pids
+        signalled (the others were gone), or ``None`` when the server ends one
+        session per statement, so the caller signals each with ``terminate``.
+
+        Raise ``PermissionDenied`` when the role may not signal one of them:
+        some may have been signalled already, so the caller signals each
+        again singly (a second request is harmless).
+        """
+        ...
+
+    def try_leader_lock(self, name: str) -> bool:
+        """Take the server lock ``name`` without waiting, held until this connection ends;
+        False when another connection holds it.  Call it only until it succeeds."""
         ...
 
     def probe(self, pids: Collection[int]) -> dict[int, str | None]:

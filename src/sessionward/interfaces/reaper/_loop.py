@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from ..._control import SessionControl
 from ...core import (
@@ -62,11 +62,6 @@ DEFAULT_LEADER_LOCK = "sessionward.reaper"
 PAUSE_ENV = "SESSIONWARD_REAPER_PAUSE_AFTER_AUDIT"
 #: How often a terminated session still exiting is looked for.
 CONFIRM_POLL_SECONDS = 0.01
-
-
-@runtime_checkable
-class LeaderLockable(Protocol):
-    def try_leader_lock(self, name: str) -> bool: ...
 
 
 @dataclass
@@ -309,11 +304,8 @@ class Reaper:
             self._next_whole = min(self._next_whole, started + sweep.next_full_seconds)
 
     def _take_leader_lock(self, control: SessionControl) -> bool:
-        backend = control.backend
         assert self._options.leader_lock is not None
-        if not isinstance(backend, LeaderLockable):
-            raise ConfigurationError("this server adapter cannot take a leader lock")
-        if backend.try_leader_lock(self._options.leader_lock):
+        if control.backend.try_leader_lock(self._options.leader_lock):
             self._set_leader(True)
             self._log.emit("leader", "took the leader lock", lock=self._options.leader_lock)
             return True

@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -319,6 +319,10 @@ class MySQLBackend:
     def terminate(self, pid: int, *, started_at: str | None = None) -> bool:
         """End the session ``pid`` with ``KILL CONNECTION`` (ids are never reused)."""
         return self._kill(self._dialect.kill_connection, pid)
+
+    def terminate_many(self, targets: Sequence[tuple[int, str | None]]) -> None:
+        """``None``: ``KILL`` ends one connection per statement; each is terminated singly,
+        so each gets its own outcome."""
 
     def try_leader_lock(self, name: str) -> bool:
         """Take the named lock ``name`` without waiting; held until this connection ends."""
