@@ -11,6 +11,10 @@ and every checked-out connection accounted for — through SQLAlchemy's public e
   who took it.
 - ``checkin``, ``invalidate``, ``close``: forget the holder; warn when the
   connection came back because its holder was garbage-collected.
+
+Checkout and checkin run on every transaction, so their listeners are closures
+over the engine's settings, reading one slot object per connection: each
+costs little more than SQLAlchemy's own dispatch of the event.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import sys
 import threading
 import time
@@ -59,12 +64,16 @@ _DRIVERS = ("psycopg", "psycopg2", "pymysql")
 #: Modules whose frames are never "who took the connection".
 _NOT_THE_APPLICATION = ("sqlalchemy.", "sessionward.integrations.sqlalchemy", "contextlib")
 
-# Keys in SQLAlchemy's per-connection ``info`` dictionary.
+# Keys in SQLAlchemy's per-connection ``info`` dictionary (cleared when the connection is
+# replaced): the socket's descriptor, and everything the checkout looks at.
 _FD = "sessionward.fd"
-_CONNECTED_AT = "sessionward.connected_at"
-_RETURNED_AT = "sessionward.returned_at"
-_POLLER = "sessionward.poller"
-_RETIRE_AFTER = "sessionward.retire_after_idle_seconds"
+_SLOT = "sessionward.liveness"
+
+# Read on every checkout and checkin: module globals are found faster than attributes.
+_monotonic = time.monotonic
+_get_ident = threading.get_ident
+_getframe = sys._getframe
+_weakref = weakref.ref
 
 Liveness = Literal["auto", "ping", "off"]
 
@@ -105,36 +114,67 @@ class Holder:
         return f"{self.taken_at} (thread {self.thread}, held {self.held_seconds:.1f}s)"
 
 
-class _Held:
-    """A checkout as recorded on the hot path; turned into a ``Holder`` only when asked."""
-
-    __slots__ = ("code", "line", "proxy", "since", "stack", "thread", "warned")
-
-    def __init__(self, code: Any, line: int, thread: int, since: float, proxy: Any) -> None:
-        self.code = code
-        self.line = line
-        self.thread = thread
-        self.since = since
-        self.proxy = proxy
-        self.stack: str | None = None
-        self.warned = False
-
-    def holder(self) -> Holder:
-        taken_at = (
-            f"{self.code.co_filename}:{self.line} in {self.code.co_name}"
-            if self.code is not None
-            else "<unknown>"
-        )
-        return Holder(
-            taken_at=taken_at,
-            thread=_thread_name(self.thread),
-            since_monotonic=self.since,
-            since_wall=time.time() - (time.monotonic() - self.since),
-            stack=self.stack,
-        )
+#: A checkout as recorded on the hot path: the code object and instruction offset that
+#: took the connection (the line is worked out only when asked), the thread, when, a weak
+#: reference to the connection proxy, and the stack when captured.
+_Entry = tuple[Any, int, int, float, "weakref.ref[Any]", "str | None"]
 
 
-@dataclass
+class _Slot:
+    """What harden() keeps on one DBAPI connection, in its record's ``info``: all that
+    checkout and checkin read and write."""
+
+    __slots__ = (
+        "__weakref__",
+        "connected_at",
+        "held",
+        "poll",
+        "retire_after",
+        "returned_at",
+        "warned",
+    )
+
+    def __init__(
+        self, connected_at: float, poll: Callable[[int], list[Any]] | None, retire_after: float
+    ) -> None:
+        self.connected_at = connected_at
+        #: ``poll`` of a poll object on the socket, or None when its descriptor is unknown.
+        self.poll = poll
+        #: Seconds idle after which the connection is retired; ``math.inf``: never.
+        self.retire_after = retire_after
+        #: When it was last checked in; None while it has never been.
+        self.returned_at: float | None = None
+        #: Who holds it now (replaced whole, so a reader in another thread sees one checkout).
+        self.held: _Entry | None = None
+        #: The checkout already reported as held too long.
+        self.warned: _Entry | None = None
+
+
+def _holder(entry: _Entry) -> Holder:
+    code, lasti, thread, since, _, stack = entry
+    taken_at = (
+        f"{code.co_filename}:{_line_of(code, lasti)} in {code.co_name}"
+        if code is not None
+        else "<unknown>"
+    )
+    return Holder(
+        taken_at=taken_at,
+        thread=_thread_name(thread),
+        since_monotonic=since,
+        since_wall=time.time() - (time.monotonic() - since),
+        stack=stack,
+    )
+
+
+def _line_of(code: Any, lasti: int) -> int | None:
+    """The line of the instruction at byte offset ``lasti``, as ``frame.f_lineno`` gives it."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line  # type: ignore[no-any-return]
+    return None
+
+
+@dataclass(slots=True)
 class _State:
     driver: str
     flavour: str
@@ -149,8 +189,8 @@ class _State:
     started_at: float | None = None
     max_connection_id: int = 0
     restarted_at: float = 0.0
-    # Single dict operations are atomic under the GIL; only the scans copy it first.
-    held: dict[int, _Held] = field(default_factory=dict)
+    #: The engine's connections; each leaves when its record drops it.
+    slots: weakref.WeakSet[_Slot] = field(default_factory=weakref.WeakSet)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_scan: float = 0.0
 
@@ -229,8 +269,9 @@ def harden(
     if driver == "pymysql" and liveness == "auto":
         event.listen(engine, "do_connect", _pymysql_do_connect)
     event.listen(engine, "connect", functools.partial(_on_connect, state, engine))
-    event.listen(engine, "checkout", functools.partial(_on_checkout, state))
-    event.listen(engine, "checkin", functools.partial(_on_checkin, state))
+    on_checkout, on_checkin = _listeners(state)
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "checkin", on_checkin)
     for name in ("invalidate", "soft_invalidate", "close", "detach"):
         event.listen(engine, name, functools.partial(_on_gone, state))
     if check_threads:
@@ -245,7 +286,7 @@ def holders(engine: Engine) -> list[Holder]:
     state = _states.get(engine)
     if state is None:
         raise ConfigurationError("holders() needs an engine given to harden(track_leaks=True)")
-    found = [held.holder() for held in list(state.held.values())]
+    found = [_holder(entry) for entry in _held(state)]
     return sorted(found, key=lambda holder: holder.since_monotonic)
 
 
@@ -269,6 +310,10 @@ class QueuePool(_SAQueuePool):
             raise PoolTimeout(f"{error} Held by: {names}", tuple(found)) from error
 
 
+def _held(state: _State) -> list[_Entry]:
+    return [entry for slot in list(state.slots) if (entry := slot.held) is not None]
+
+
 def _holders_of(pool: Any) -> list[Holder]:
     for engine, _ in list(_states.items()):
         if engine.pool is pool:
@@ -290,22 +335,37 @@ def _on_connect(state: _State, engine: Engine, dbapi_connection: Any, record: An
     fd = _liveness.descriptor(state.driver, dbapi_connection)
     if fd is not None:
         info[_FD] = fd
+    retire = math.inf
     if state.liveness == "auto" or state.recycle == "auto":
         started_at, idle_limit, connection_id = _facts(state, dbapi_connection)
         if state.recycle == "auto" and idle_limit:
-            info[_RETIRE_AFTER] = retire_after(idle_limit)
+            retire = retire_after(idle_limit)
         if started_at is not None and _restarted(state, started_at, connection_id):
             logger.warning(
                 "%s: the server restarted; older pooled connections are replaced",
                 engine.url.render_as_string(hide_password=True),
             )
             state.restarted_at = time.monotonic()
+    info[_SLOT] = _new_slot(state, info, time.monotonic(), retire)
+
+
+def _new_slot(state: _State, info: dict[str, Any], connected_at: float, retire: float) -> _Slot:
     if isinstance(state.recycle, (int, float)):
-        info[_RETIRE_AFTER] = float(state.recycle)
-    info.pop(_RETURNED_AT, None)
-    if _FD in info:
-        info[_POLLER] = _liveness.poller(info[_FD])
-    info[_CONNECTED_AT] = time.monotonic()
+        retire = float(state.recycle)
+    fd = info.get(_FD)
+    slot = _Slot(connected_at, _liveness.poller(fd).poll if fd is not None else None, retire)
+    state.slots.add(slot)
+    return slot
+
+
+def _adopt(state: _State, dbapi_connection: Any, record: Any) -> _Slot:
+    """A slot for a connection made before ``harden()``: its age unknown, so taken as old."""
+    info = record.info
+    fd = _liveness.descriptor(state.driver, dbapi_connection)
+    if fd is not None:
+        info[_FD] = fd
+    slot = info[_SLOT] = _new_slot(state, info, 0.0, math.inf)
+    return slot
 
 
 def _restarted(state: _State, started_at: float, connection_id: int | None) -> bool:
@@ -335,42 +395,90 @@ def retire_after(idle_limit_seconds: float) -> float:
     return max(early, idle_limit_seconds / 2)
 
 
-def _on_checkout(state: _State, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    # Runs at every checkout: kept to a few dictionary reads and one poll().
-    info = record.info
-    now = time.monotonic()
-    returned_at = info.get(_RETURNED_AT)
-    if returned_at is not None:  # from the pool, not just connected
-        _check(state, dbapi_connection, info, returned_at, now)
-    if state.track_leaks:
-        _track(state, record, proxy, now)
+def _listeners(state: _State) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The ``checkout`` and ``checkin`` listeners of one engine.
 
+    They run at every checkout and checkin: a few attribute reads, one
+    ``poll()``, and for leak tracking a tuple, a weak reference and a look at
+    two frames (the instruction offset is kept, its line found only when asked).
+    """
+    track = state.track_leaks
+    stacks = state.capture_stacks
+    auto = state.liveness == "auto"
+    ping_always = state.liveness == "ping"
+    ping_after = state.ping_after_idle_seconds
+    closed = state.closed
 
-def _check(
-    state: _State, dbapi_connection: Any, info: dict[str, Any], returned_at: float, now: float
-) -> None:
-    if info.get(_CONNECTED_AT, 0.0) < state.restarted_at:
-        raise exc.DisconnectionError("sessionward: made before the server restarted")
-    idle = now - returned_at
-    retire = info.get(_RETIRE_AFTER)
-    if retire is not None and idle > retire:
-        raise exc.DisconnectionError(
-            f"sessionward: idle {idle:.1f}s, retired after {retire:g}s before the server's limit"
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        now = _monotonic()
+        try:
+            slot = record.info[_SLOT]
+        except KeyError:
+            slot = _adopt(state, dbapi_connection, record)
+        returned_at = slot.returned_at
+        if returned_at is not None:  # from the pool, not just connected
+            if slot.connected_at < state.restarted_at:
+                raise exc.DisconnectionError("sessionward: made before the server restarted")
+            idle = now - returned_at
+            if idle > slot.retire_after:
+                raise exc.DisconnectionError(
+                    f"sessionward: idle {idle:.1f}s, "
+                    f"retired after {slot.retire_after:g}s before the server's limit"
+                )
+            if auto:
+                if closed(dbapi_connection):
+                    raise exc.DisconnectionError(
+                        "sessionward: the driver reports the connection closed"
+                    )
+                poll = slot.poll
+                if poll is None:
+                    _ping(state, dbapi_connection, "no socket to look at")
+                elif poll(0):
+                    _ping(state, dbapi_connection, "the server sent something while it was idle")
+                elif idle > ping_after:
+                    _ping(state, dbapi_connection, f"idle {idle:.1f}s")
+            elif ping_always:
+                _ping(state, dbapi_connection, "ping at checkout")
+        if not track:
+            return
+        # Who took it: the frame found last time, when it is the same code again.
+        depth, inner_code, code = _site[0]
+        frame: Any
+        try:
+            inner = _getframe(depth)
+            frame = inner.f_back
+            if inner.f_code is inner_code and frame.f_code is code:
+                lasti = frame.f_lasti
+            else:
+                code, lasti = _taken_at()
+        except (ValueError, AttributeError):  # a shorter stack this time
+            code, lasti = _taken_at()
+        slot.held = (
+            code,
+            lasti,
+            _get_ident(),
+            now,
+            _weakref(proxy),
+            "".join(traceback.format_stack()) if stacks else None,
         )
-    if state.liveness == "off":
-        return
-    if state.liveness == "ping":
-        _ping(state, dbapi_connection, "ping at checkout")
-        return
-    if state.closed(dbapi_connection):
-        raise exc.DisconnectionError("sessionward: the driver reports the connection closed")
-    poller = info.get(_POLLER)
-    if poller is None:
-        _ping(state, dbapi_connection, "no socket to look at")
-    elif poller.poll(0):
-        _ping(state, dbapi_connection, "the server sent something while it was idle")
-    elif idle > state.ping_after_idle_seconds:
-        _ping(state, dbapi_connection, f"idle {idle:.1f}s")
+        if now >= state.next_scan:
+            _scan(state, now)
+
+    def on_checkin(dbapi_connection: Any, record: Any) -> None:
+        try:
+            slot = record.info[_SLOT]
+        except KeyError:
+            if dbapi_connection is None:  # invalidated: a new one is made at the next checkout
+                return
+            slot = _adopt(state, dbapi_connection, record)
+        slot.returned_at = _monotonic()
+        if track:
+            entry = slot.held
+            slot.held = None
+            if entry is not None and entry[4]() is None:
+                _lost(entry)
+
+    return on_checkout, on_checkin
 
 
 def _ping(state: _State, dbapi_connection: Any, why: str) -> None:
@@ -382,24 +490,21 @@ def _ping(state: _State, dbapi_connection: Any, why: str) -> None:
         raise exc.DisconnectionError(f"sessionward: ping failed ({why})")
 
 
-def _on_checkin(state: _State, dbapi_connection: Any, record: Any) -> None:
-    record.info[_RETURNED_AT] = time.monotonic()
-    if not state.track_leaks:
-        return
-    held = state.held.pop(id(record), None)
-    if held is not None and held.proxy() is None:
-        holder = held.holder()
-        _warn(
-            f"a pooled connection was garbage-collected without being returned; "
-            f"it was taken at {holder.taken_at} (thread {holder.thread}) "
-            f"{holder.held_seconds:.1f}s ago",
-            holder,
-        )
+def _lost(entry: _Entry) -> None:
+    holder = _holder(entry)
+    _warn(
+        f"a pooled connection was garbage-collected without being returned; "
+        f"it was taken at {holder.taken_at} (thread {holder.thread}) "
+        f"{holder.held_seconds:.1f}s ago",
+        holder,
+    )
 
 
 def _on_gone(state: _State, dbapi_connection: Any, record: Any, *args: Any) -> None:
-    if state.track_leaks and record is not None:
-        state.held.pop(id(record), None)
+    if record is not None:
+        slot = record.info.get(_SLOT)
+        if slot is not None:
+            slot.held = None
 
 
 # --------------------------------------------------------------------------- threads
@@ -441,70 +546,54 @@ def _thread_name(ident: int) -> str:
 # --------------------------------------------------------------------------- leaks
 
 
-def _track(state: _State, record: Any, proxy: Any, now: float) -> None:
-    code, line = _taken_at()
-    held = _Held(code, line, threading.get_ident(), now, weakref.ref(proxy))
-    if state.capture_stacks:
-        held.stack = "".join(traceback.format_stack())
-    state.held[id(record)] = held
-    if now < state.next_scan:
-        return
-    state.next_scan = now + max(state.hold_warning_seconds / 4, MIN_SCAN_INTERVAL_SECONDS)
-    overdue = []
-    for other in list(state.held.values()):
-        if not other.warned and now - other.since > state.hold_warning_seconds:
-            other.warned = True
-            overdue.append(other.holder())
-    for late in overdue:
+def _scan(state: _State, now: float) -> None:
+    """Report, once each, the connections held longer than ``hold_warning_seconds``."""
+    limit = state.hold_warning_seconds
+    state.next_scan = now + max(limit / 4, MIN_SCAN_INTERVAL_SECONDS)
+    late = []
+    for slot in list(state.slots):
+        entry = slot.held
+        if entry is not None and slot.warned is not entry and now - entry[3] > limit:
+            slot.warned = entry
+            late.append(_holder(entry))
+    for holder in late:
         _warn(
-            f"a pooled connection has been held for {late.held_seconds:.1f}s, "
-            f"taken at {late.taken_at} (thread {late.thread})",
-            late,
+            f"a pooled connection has been held for {holder.held_seconds:.1f}s, "
+            f"taken at {holder.taken_at} (thread {holder.thread})",
+            holder,
         )
 
 
 #: Code objects known to be ours or SQLAlchemy's, so each is judged once.
 _internal_code: dict[Any, bool] = {}
-#: How deep the application's frame was last time, from ``_taken_at``: checked
-#: first, so the common case looks at two frames instead of walking the stack.
-_last_depth = [2]
+#: Where the application's frame was found last time, as seen from the checkout
+#: listener: the depth of the frame just above it, that frame's code and the
+#: application's code.  Checked first, so the common case looks at two frames.
+_site: list[tuple[int, Any, Any]] = [(0, None, None)]
 
 
 def _taken_at() -> tuple[Any, int]:
-    """The first frame outside SQLAlchemy and sessionward: who asked for the connection."""
-    depth = _last_depth[0]
-    try:
-        frame = sys._getframe(depth)
-        if not _is_internal(frame.f_code) and _is_internal(sys._getframe(depth - 1).f_code):
-            return frame.f_code, frame.f_lineno
-    except ValueError:  # the stack is shorter this time
-        pass
-    depth = 2
-    walk: Any = sys._getframe(depth)
-    while walk is not None:
-        if not _is_internal(walk.f_code):
-            _last_depth[0] = depth
-            return walk.f_code, walk.f_lineno
-        walk = walk.f_back
+    """The first frame below the checkout listener outside SQLAlchemy and sessionward:
+    who asked for the connection, as its code and instruction offset."""
+    inner: Any = _getframe(1)  # the listener
+    frame = inner.f_back
+    depth = 0
+    while frame is not None:
+        if not _is_internal(frame):
+            _site[0] = (depth, inner.f_code, frame.f_code)
+            return frame.f_code, frame.f_lasti
+        inner, frame = frame, frame.f_back
         depth += 1
-    return None, 0
+    return None, -1
 
 
-def _is_internal(code: Any) -> bool:
+def _is_internal(frame: Any) -> bool:
+    code = frame.f_code
     known = _internal_code.get(code)
     if known is None:
-        module = _module_of(code)
+        module = str(frame.f_globals.get("__name__", ""))
         known = _internal_code[code] = module == __name__ or module.startswith(_NOT_THE_APPLICATION)
     return known
-
-
-def _module_of(code: Any) -> str:
-    frame: Any = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is code:
-            return str(frame.f_globals.get("__name__", ""))
-        frame = frame.f_back
-    return ""
 
 
 def _warn(message: str, holder: Holder) -> None:

@@ -53,9 +53,14 @@ def descriptor(driver: str, dbapi_connection: Any) -> int | None:
 def closed_check(driver: str) -> Callable[[Any], bool]:
     """For ``driver``: whether the driver itself already knows a connection is unusable."""
     if driver == "psycopg":
-        return lambda connection: bool(connection.closed or connection.broken)
+        from psycopg.pq import ConnStatus
+
+        # What ``connection.closed`` reads (a broken connection is closed too), without
+        # the two properties: this runs at every checkout.
+        bad = ConnStatus.BAD
+        return lambda connection: connection.pgconn.status == bad
     if driver == "psycopg2":
-        return lambda connection: bool(connection.closed)
+        return lambda connection: connection.closed
     if driver == "pymysql":
         return lambda connection: not connection.open
     return lambda connection: False
