@@ -4,6 +4,7 @@ pool timeout that names the holders."""
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import time
 from collections.abc import Iterator
@@ -92,3 +93,25 @@ def test_a_pool_timeout_names_the_holders(engine: Engine) -> None:
     assert "in test_a_pool_timeout_names_the_holders" in str(timeout.value)
     assert len(timeout.value.holders) == 1
     held.close()
+
+
+def test_holders_give_the_exact_line_for_each_way_in(engine: Engine) -> None:
+    with engine.connect() as used_before:  # a connection made before harden() is adopted
+        used_before.exec_driver_sql("SELECT 1")
+    second = sqlalchemy.create_engine(engine.url, pool_size=2)
+    harden(second)
+    try:
+        first_line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        first = second.connect()
+        with second.begin():
+            second_line = first_line + 1
+            taken = sorted(holder.taken_at for holder in holders(second))
+        first.close()
+    finally:
+        second.dispose()
+    name = "test_holders_give_the_exact_line_for_each_way_in"
+    assert taken == sorted(f"{HERE}:{line} in {name}" for line in (first_line, second_line))
+    harden(engine)
+    with engine.connect():
+        (holder,) = holders(engine)
+    assert holder.taken_at.startswith(f"{HERE}:")

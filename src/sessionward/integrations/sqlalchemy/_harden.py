@@ -189,8 +189,10 @@ class _State:
     started_at: float | None = None
     max_connection_id: int = 0
     restarted_at: float = 0.0
-    #: The engine's connections; each leaves when its record drops it.
-    slots: weakref.WeakSet[_Slot] = field(default_factory=weakref.WeakSet)
+    #: The engine's connections by ``id``; each leaves when its record drops it.  A dict
+    #: rather than a WeakSet: ``list(dict.values())`` copies it in one step, while another
+    #: thread may be adding a connection.
+    slots: dict[int, weakref.ref[_Slot]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_scan: float = 0.0
 
@@ -311,7 +313,11 @@ class QueuePool(_SAQueuePool):
 
 
 def _held(state: _State) -> list[_Entry]:
-    return [entry for slot in list(state.slots) if (entry := slot.held) is not None]
+    return [entry for slot in _slots(state) if (entry := slot.held) is not None]
+
+
+def _slots(state: _State) -> list[_Slot]:
+    return [slot for ref in list(state.slots.values()) if (slot := ref()) is not None]
 
 
 def _holders_of(pool: Any) -> list[Holder]:
@@ -354,7 +360,8 @@ def _new_slot(state: _State, info: dict[str, Any], connected_at: float, retire: 
         retire = float(state.recycle)
     fd = info.get(_FD)
     slot = _Slot(connected_at, _liveness.poller(fd).poll if fd is not None else None, retire)
-    state.slots.add(slot)
+    key, slots = id(slot), state.slots
+    slots[key] = weakref.ref(slot, lambda _: slots.pop(key, None))
     return slot
 
 
@@ -551,7 +558,7 @@ def _scan(state: _State, now: float) -> None:
     limit = state.hold_warning_seconds
     state.next_scan = now + max(limit / 4, MIN_SCAN_INTERVAL_SECONDS)
     late = []
-    for slot in list(state.slots):
+    for slot in _slots(state):
         entry = slot.held
         if entry is not None and slot.warned is not entry and now - entry[3] > limit:
             slot.warned = entry
