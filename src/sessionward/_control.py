@@ -62,9 +62,14 @@ class SessionControl:
     def own_pid(self) -> int:
         return self._backend.server.own_pid
 
-    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
-        """Every session of the server, background processes included; or only ``pids``."""
-        return self._backend.snapshot() if pids is None else self._backend.snapshot(pids)
+    def snapshot(
+        self, pids: Collection[int] | None = None, *, transactions_only: bool = False
+    ) -> Snapshot:
+        """Every session of the server, background processes included; or only ``pids``,
+        or only the sessions with an open transaction."""
+        if pids is None and not transactions_only:
+            return self._backend.snapshot()
+        return self._backend.snapshot(pids, transactions_only=transactions_only)
 
     def sessions(self, session_filter: SessionFilter | None = None) -> tuple[Session, ...]:
         """The sessions ``session_filter`` selects; client sessions only by default."""

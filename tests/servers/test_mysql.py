@@ -632,3 +632,21 @@ def test_partial_snapshot_leaves_out_sessions_gone_and_not_asked_for(mysql, vict
     one.close()
     eventually(lambda: not listed(mysql, one.pid))
     assert control.snapshot([one.pid]).sessions == ()
+
+
+def test_transactions_only_lists_just_the_sessions_in_a_transaction(mysql, victims, control):
+    database = mysql.create_database()
+    make_table(mysql, database)
+    busy = victims(mysql, database=database, user=mysql.create_user())
+    idle = victims(mysql, database=database, user=mysql.create_user())
+    busy.run("BEGIN")
+    busy.run("UPDATE t SET v = v + 1 WHERE id = 1")
+    idle.run("SELECT 1")
+    seen = control.snapshot(transactions_only=True)
+    assert seen.partial
+    assert busy.pid in seen
+    assert idle.pid not in seen
+    assert seen.get(busy.pid).state == "idle in transaction"
+    assert seen.get(busy.pid).user == busy.run("SELECT CURRENT_USER()")[0][0].split("@")[0]
+    busy.run("ROLLBACK")
+    assert busy.pid not in control.snapshot(transactions_only=True)

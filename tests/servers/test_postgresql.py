@@ -317,6 +317,25 @@ def test_partial_snapshot_reads_only_the_sessions_asked_for_as_a_whole_one_does(
     assert part.get(waiter.pid).blocked_by == (holder.pid,)
 
 
+def test_transactions_only_lists_sessions_in_a_transaction_or_a_statement(pg, victim):
+    database = pg.create_database()
+    in_transaction = victim(database=database)
+    in_transaction.run("BEGIN")
+    in_transaction.run("SELECT 1")
+    running = victim(database=database)
+    running.start("SELECT pg_sleep(30)")
+    wait_active(pg, running)
+    idle = victim(database=database)
+    with sessionward.connect(pg.url) as sw:
+        seen = sw.snapshot(transactions_only=True)
+        assert seen.partial
+        assert in_transaction.pid in seen
+        assert running.pid in seen
+        assert idle.pid not in seen
+        in_transaction.run("COMMIT")
+        assert in_transaction.pid not in sw.snapshot(transactions_only=True)
+
+
 def test_lock_forest_shows_the_chain_and_what_each_waits_on(pg, victim):
     database, user = pg.create_database(), pg.create_user()
     make_table(pg, database)

@@ -289,6 +289,28 @@ def test_a_partial_snapshot_keeps_grace_timers_of_sessions_it_does_not_list():
 
 
 @pytest.mark.parametrize(
+    ("bodies", "only"),
+    [
+        (["match = { idle_in_transaction_over = 1 }"], True),
+        (
+            ['match = { xact_over = 1, user = "app" }', "match = { idle_in_transaction_over = 2 }"],
+            True,
+        ),
+        (["match = { xact_over = 1 }", "match = { query_over = 2 }"], False),
+        (["match = { idle_over = 1 }"], False),
+        (['match = { user = "app" }'], False),
+        (['victims = "root_blockers"\nmatch = { xact_over = 1 }'], False),
+        (["match = { xact_over = 1, blocking_at_least = 2 }"], False),
+    ],
+)
+def test_which_policies_need_only_sessions_in_a_transaction(bodies, only):
+    text = "".join(
+        f'[[rule]]\nname = "r{i}"\naction = "terminate"\n{b}\n' for i, b in enumerate(bodies)
+    )
+    assert parse_policy(text).needs_only_transactions() is only
+
+
+@pytest.mark.parametrize(
     ("body", "top", "alone"),
     [
         ('action = "terminate"\nmatch = { idle_over = 1 }', "", True),

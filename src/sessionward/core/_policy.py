@@ -260,6 +260,23 @@ class Policy:
             for rule in self.rules
         )
 
+    def needs_only_transactions(self) -> bool:
+        """Whether only sessions with an open transaction can ever match a rule.
+
+        True when every rule has an ``idle_in_transaction_over`` or
+        ``xact_over`` threshold (ages that exist only inside a transaction)
+        and none looks past its matches (``root_blockers``,
+        ``blocking_at_least``): a read of just those sessions then decides
+        as a read of all would, and on a quiet server costs next to nothing.
+        """
+        needs = {"idle_in_transaction_over", "xact_over"}
+        return all(
+            needs & rule.match.thresholds().keys()
+            and rule.victims is not Victims.ROOT_BLOCKERS
+            and rule.match.blocking_at_least is None
+            for rule in self.rules
+        )
+
     def smallest_threshold_seconds(self) -> float | None:
         """The shortest time threshold of any acting or reporting rule."""
         values = [v for rule in self.rules for v in rule.match.thresholds().values()]

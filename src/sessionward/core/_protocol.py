@@ -19,12 +19,16 @@ class Backend(Protocol):
     @property
     def server(self) -> ServerInfo: ...
 
-    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
+    def snapshot(
+        self, pids: Collection[int] | None = None, *, transactions_only: bool = False
+    ) -> Snapshot:
         """Read every session, background processes included, and who blocks whom.
 
         ``pids``: read only those sessions (a ``partial`` snapshot; the ones
         gone are left out), each as exactly as a whole snapshot would show
         it.  Lock waits still name their blockers by pid.
+        ``transactions_only``: read only the sessions with an open transaction
+        (also a ``partial`` snapshot).
         """
         ...
 

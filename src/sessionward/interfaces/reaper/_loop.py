@@ -62,6 +62,9 @@ DEFAULT_LEADER_LOCK = "sessionward.reaper"
 PAUSE_ENV = "SESSIONWARD_REAPER_PAUSE_AFTER_AUDIT"
 #: How often a terminated session still exiting is looked for.
 CONFIRM_POLL_SECONDS = 0.01
+#: When the policy needs only sessions in a transaction, read every session anyway
+#: this often, to forget what was said about sessions long gone.
+EVERY_SESSION_SECONDS = 60.0
 
 
 @dataclass
@@ -117,6 +120,9 @@ class Reaper:
         self._exiting: dict[tuple[int, str | None], _Exiting] = {}
         #: When each known session crosses a threshold, and when to read every session.
         self._sessions_alone = policy.judges_sessions_alone()
+        # Metrics count every session, so they need every session read.
+        self._transactions_only = policy.needs_only_transactions() and metrics is None
+        self._next_every_session = 0.0
         self._crossings: dict[tuple[int, str | None], float] = {}
         self._next_whole = 0.0
         self._stop = threading.Event()
@@ -246,8 +252,16 @@ class Reaper:
             return self._options.max_interval_seconds
         started = time.monotonic()
         due = self._due(started)
-        snapshot = control.snapshot() if due is None else control.snapshot(due)
-        if not snapshot.partial:
+        if due is not None:
+            snapshot = control.snapshot(due)
+        elif self._transactions_only and started < self._next_every_session:
+            snapshot = control.snapshot(transactions_only=True)
+        else:
+            snapshot = control.snapshot()
+            self._next_every_session = started + EVERY_SESSION_SECONDS
+        if snapshot.partial:
+            self._confirm()  # a session missing from it may still be exiting: probe
+        else:
             self._confirm(snapshot)
             present = {(s.pid, s.started_at) for s in snapshot.sessions}
             self._announced = {k for k in self._announced if not k[0] or (k[1], k[2]) in present}

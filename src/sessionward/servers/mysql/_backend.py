@@ -128,6 +128,8 @@ class MySQLBackend:
         self._innodb_read_at = -INNODB_CACHE_SECONDS
         #: The last whole read that saw every session, and when it began (monotonic).
         self._last_read: tuple[Snapshot, float] | None = None
+        #: What the last whole read could not see, for reads that skip those parts.
+        self._degraded: tuple[str, ...] = ()
         #: Whether the last snapshot saw every session (PROCESS granted).
         self._sees_all = True
 
@@ -195,7 +197,9 @@ class MySQLBackend:
     def server(self) -> ServerInfo:
         return self._server
 
-    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
+    def snapshot(
+        self, pids: Collection[int] | None = None, *, transactions_only: bool = False
+    ) -> Snapshot:
         """Read every session but ours, its InnoDB transaction, and who blocks whom.
 
         ``pids``: only those sessions.  When the process list shows that each
@@ -205,19 +209,54 @@ class MySQLBackend:
         advanced, at the cost of one process-list query; else a whole read.
         """
         if pids is None:
-            return self._read()
+            return self._in_transactions() if transactions_only else self._read()
         wanted = {_checked_pid(pid) for pid in pids}
         carried = self._carried_forward(wanted)
-        if carried is not None:
-            return carried
-        whole = self._read()
+        whole = carried or self._read()
         return Snapshot(
             server=whole.server,
             taken_at=whole.taken_at,
-            sessions=tuple(s for s in whole.sessions if s.pid in wanted),
+            sessions=tuple(
+                s
+                for s in whole.sessions
+                if s.pid in wanted and (s.xact_age_seconds is not None or not transactions_only)
+            ),
             degraded=whole.degraded,
             partial=True,
         )
+
+    def _in_transactions(self) -> Snapshot:
+        """The sessions with an open InnoDB transaction: one small query while there are none."""
+        self._space_innodb_reads()
+        with self._errors():
+            rows = self._all_or_denied(self._dialect.list_transactions)
+        if rows is None:  # no PROCESS: the whole read shows this login's own sessions
+            whole = self._read()
+            holders = {s.pid for s in whole.sessions if s.xact_age_seconds is not None}
+        else:
+            self._innodb_read_at = time.monotonic()
+            holders = {int(r["pid"]) for r in rows if r["pid"] is not None}
+            if not holders:
+                taken_at: dt.datetime = next(r["taken_at"] for r in rows if r["pid"] is None)
+                return Snapshot(
+                    server=self._server,
+                    taken_at=taken_at.replace(tzinfo=dt.timezone.utc),
+                    sessions=(),
+                    degraded=self._degraded,
+                    partial=True,
+                )
+            # InnoDB's cache was refreshed a moment ago: read it again at once.
+            whole = self._read(spaced=False)
+        return Snapshot(
+            server=whole.server,
+            taken_at=whole.taken_at,
+            sessions=tuple(s for s in whole.sessions if s.pid in holders),
+            degraded=whole.degraded,
+            partial=True,
+        )
+
+    def _space_innodb_reads(self) -> None:
+        time.sleep(max(0.0, self._innodb_read_at + INNODB_CACHE_SECONDS - time.monotonic()))
 
     def _carried_forward(self, wanted: set[int]) -> Snapshot | None:
         """The sessions ``wanted`` as the last whole read saw them, aged; ``None`` when
@@ -259,11 +298,12 @@ class MySQLBackend:
             partial=True,
         )
 
-    def _read(self) -> Snapshot:
+    def _read(self, *, spaced: bool = True) -> Snapshot:
         """Every session: the whole read."""
         dialect = self._dialect
         degraded: list[str] = []
-        time.sleep(max(0.0, self._innodb_read_at + INNODB_CACHE_SECONDS - time.monotonic()))
+        if spaced:
+            self._space_innodb_reads()
         read_at = time.monotonic()
         with self._errors():
             sources = self._all(dialect.get_sources)[0]
@@ -307,6 +347,7 @@ class MySQLBackend:
         )
         # Only a read that saw every session's transaction can vouch for one later.
         self._last_read = (whole, read_at) if full else None
+        self._degraded = whole.degraded
         return whole
 
     def cancel(self, pid: int, *, started_at: str | None = None) -> bool:

@@ -59,6 +59,7 @@ class Dialect:
     probe_sessions: str
     #: Sleeping sessions' idle time in milliseconds; ``None`` where the server has none.
     list_idle_times: str | None
+    list_transactions: str
     kill_query: str
     kill_connection: str
     get_database: str
@@ -95,6 +96,7 @@ _QUERY_FIELDS = (
     "list_applications",
     "probe_sessions",
     "list_idle_times",
+    "list_transactions",
     "kill_query",
     "kill_connection",
     "get_database",
@@ -107,6 +109,7 @@ _QUERY_FIELDS = (
 )
 
 _SHARED = {
+    "list_transactions": "list_transactions",
     "list_superusers": "list_superusers",
     "list_applications": "list_applications",
     "kill_query": "kill_query",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -65,6 +66,10 @@ def parse_host(host: str | None) -> tuple[str | None, int | None]:
         return _address(host), None
     address = address.removeprefix("[").removesuffix("]")
     return _address(address), int(port_text)
+
+
+#: Each sweep sees the same hosts again; parsing addresses is most of a row's cost.
+_cached_parse_host = functools.lru_cache(maxsize=4096)(parse_host)
 
 
 def _address(text: str) -> str:
@@ -192,7 +197,7 @@ def build_session(
         state = IDLE_IN_TRANSACTION if trx_state is not None else IDLE
     else:
         state = ACTIVE
-    address, port = parse_host(row["host"])
+    address, port = _cached_parse_host(row["host"])
     return Session(
         pid=int(row["pid"]),
         backend_kind=kind,

@@ -153,11 +153,15 @@ class PostgresBackend:
     def server(self) -> ServerInfo:
         return self._server
 
-    def snapshot(self, pids: Collection[int] | None = None) -> Snapshot:
-        """Read every session but ours (or only ``pids``), background processes included,
-        in one query."""
+    def snapshot(
+        self, pids: Collection[int] | None = None, *, transactions_only: bool = False
+    ) -> Snapshot:
+        """Read every session but ours (or only ``pids``, or only those in a transaction),
+        background processes included, in one query."""
         wanted = None if pids is None else sorted(set(pids))
-        rows = self._fetch(self._queries.list_sessions, {"pids": wanted})
+        rows = self._fetch(
+            self._queries.list_sessions, {"pids": wanted, "transactions_only": transactions_only}
+        )
         # One clock row (pid NULL) carries the time, so no session row parses it.
         taken_at: dt.datetime = next(row[0] for row in rows if row[1] is None)
         sessions = tuple(_session(row) for row in rows if row[1] is not None)
@@ -172,7 +176,7 @@ class PostgresBackend:
             taken_at=taken_at,
             sessions=sessions,
             degraded=degraded,
-            partial=pids is not None,
+            partial=pids is not None or transactions_only,
         )
 
     def cancel(self, pid: int, *, started_at: str | None = None) -> bool:

@@ -100,5 +100,6 @@ CROSS JOIN pg_catalog.pg_stat_activity AS a
 LEFT JOIN lock_waits AS w ON w.pid = a.pid AND a.wait_event_type = 'Lock'
 LEFT JOIN pg_catalog.pg_roles AS r ON r.oid = a.usesysid
 WHERE a.pid <> pg_catalog.pg_backend_pid()
-    -- A partial snapshot reads only the sessions asked for.
+    -- A partial snapshot reads only the sessions asked for, or only those in a transaction.
     AND (%(pids)s::integer[] IS NULL OR a.pid = ANY (%(pids)s::integer[]))
+    AND (NOT %(transactions_only)s::boolean OR a.xact_start IS NOT NULL)
