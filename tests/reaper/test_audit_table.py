@@ -6,12 +6,10 @@ independently, so every pairing runs, a different server included.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,21 +34,14 @@ from sessionward.interfaces.reaper._audit_table import (
 )
 from sessionward.interfaces.reaper._events import EventLog
 from sessionward.interfaces.reaper._loop import Reaper, ReaperOptions
+from tests.fix_proxy import Proxy
 from tests.fix_servers import PG_ENV, _mysql_server, _pg_server, unique
 
-from ._helpers import alive, events, idle_in_transaction, prepare_table, reap_process, until
+from ._helpers import alive, events, idle_in_transaction, reap_process, until
 
 SECRET = "s3cretpw"
 COLUMNS = ("id", "type", "time", "reaper", "target", "rule", "action", "dry_run", "why",
            "outcome", "detail", "pid", "user", "database", "application", "session")  # fmt: skip
-
-
-@pytest.fixture
-def scene(server):
-    """The reaped server: a test database with a table and an ordinary role."""
-    database = server.create_database()
-    prepare_table(server, database)
-    return server, database, server.create_user()
 
 
 class AuditDB:
@@ -273,70 +264,6 @@ def test_audit_table_without_audit_dsn_is_refused(tmp_path):
 # ------------------------------------------------------------------ the audit server goes away
 
 
-class GatedProxy:
-    """Forward 127.0.0.1:``port`` to a server; ``down()`` cuts every link and refuses new ones."""
-
-    def __init__(self, host, port):
-        self._target = (host, port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._up = threading.Event()
-        self._up.set()
-        self._closing = threading.Event()
-        self._links = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self):
-        while not self._closing.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            if not self._up.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self._links += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
-
-    def down(self):
-        self._up.clear()
-        with self._lock:
-            links, self._links = self._links, []
-        for sock in links:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def up(self):
-        self._up.set()
-
-    def close(self):
-        self.down()
-        self._closing.set()
-        self._thread.join(5)
-        self._listener.close()
-
-
-def _pump(source, sink):
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    for sock in (source, sink):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
 def _via(url, port):
     """The same URL through the proxy on 127.0.0.1:``port``."""
     scheme, _, rest = url.partition("://")
@@ -348,7 +275,7 @@ def _via(url, port):
 def _proxy_to(url):
     target = parse_target(url)
     port = target.port or (5432 if target.kind == "postgresql" else 3306)
-    return GatedProxy(target.host or "127.0.0.1", port)
+    return Proxy(target.host or "127.0.0.1", port)
 
 
 def test_audit_server_going_away_mid_run_ends_nothing_without_a_record(

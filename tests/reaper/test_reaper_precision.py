@@ -15,25 +15,22 @@ from sessionward.interfaces.reaper._audit import AuditLog
 from sessionward.interfaces.reaper._events import EventLog
 from sessionward.interfaces.reaper._loop import Reaper, ReaperOptions
 
-from ._helpers import ThreadedReaper, alive, idle_in_transaction, prepare_table, until
+from ._helpers import ThreadedReaper, alive, idle_in_transaction, until
 
 
-@pytest.fixture
-def scene(server):
-    database = server.create_database()
-    prepare_table(server, database)
-    return server, database, server.create_user()
+def idle_tx_policy(database, limit):
+    return f"""
+[[rule]]
+name = "idle-tx"
+action = "terminate"
+match = {{ database = "{database}", idle_in_transaction_over = "{limit}" }}
+"""
 
 
 @pytest.mark.parametrize("then", ["COMMIT", "ROLLBACK"])
 def test_a_transaction_ended_before_its_limit_is_left_alone(scene, victims, tmp_path, then):
     server, db, user = scene
-    policy = f"""
-[[rule]]
-name = "idle-tx"
-action = "terminate"
-match = {{ database = "{db}", idle_in_transaction_over = "1.5s" }}
-"""
+    policy = idle_tx_policy(db, "1.5s")
     finishing = victims(server, database=db, user=user)
     staying = victims(server, database=db, user=user)
     with ThreadedReaper(server, policy, tmp_path, max_interval_seconds=0.5) as reaper:
@@ -51,12 +48,7 @@ match = {{ database = "{db}", idle_in_transaction_over = "1.5s" }}
 
 def test_a_statement_before_the_limit_restarts_the_clock(scene, victims, tmp_path):
     server, db, user = scene
-    policy = f"""
-[[rule]]
-name = "idle-tx"
-action = "terminate"
-match = {{ database = "{db}", idle_in_transaction_over = "1.5s" }}
-"""
+    policy = idle_tx_policy(db, "1.5s")
     victim = victims(server, database=db, user=user)
     with ThreadedReaper(server, policy, tmp_path, max_interval_seconds=0.5) as reaper:
         idle_in_transaction(victim)
@@ -72,12 +64,7 @@ match = {{ database = "{db}", idle_in_transaction_over = "1.5s" }}
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_an_audit_file_that_cannot_be_written_ends_nothing(scene, victims, tmp_path):
     server, db, user = scene
-    policy = parse_policy(f"""
-[[rule]]
-name = "idle-tx"
-action = "terminate"
-match = {{ database = "{db}", idle_in_transaction_over = "0.2s" }}
-""")
+    policy = parse_policy(idle_tx_policy(db, "0.2s"))
     victim = victims(server, database=db, user=user)
     idle_in_transaction(victim)
     log = io.StringIO()

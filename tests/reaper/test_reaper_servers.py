@@ -19,18 +19,9 @@ from ._helpers import (
     audit_outcomes,
     events,
     idle_in_transaction,
-    prepare_table,
     reap_process,
     until,
 )
-
-
-@pytest.fixture
-def scene(server):
-    """A test database with a table and an ordinary (non-superuser) role."""
-    database = server.create_database()
-    prepare_table(server, database)
-    return server, database, server.create_user()
 
 
 def test_terminate_idle_in_transaction_on_time(scene, victims, tmp_path):

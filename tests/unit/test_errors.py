@@ -3,6 +3,7 @@ import pickle
 import pytest
 
 from sessionward.core import (
+    AuditUnavailable,
     AuthenticationFailed,
     CommitOutcomeUnknown,
     ConcurrentUse,
@@ -30,6 +31,7 @@ from sessionward.core import (
 from sessionward.core._errors import _Ending
 
 ERRORS = [
+    AuditUnavailable,
     SessionwardError,
     ConfigurationError,
     DriverNotInstalled,

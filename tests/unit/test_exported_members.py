@@ -62,6 +62,7 @@ CORE_ALL = [
     "SCHEMA_ID",
     "STATES",
     "Action",
+    "AuditUnavailable",
     "AuthenticationFailed",
     "Backend",
     "CommitOutcomeUnknown",

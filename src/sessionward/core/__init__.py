@@ -10,6 +10,7 @@ from ._drop import DropResult
 from ._durations import format_age, parse_duration
 from ._endings import Action, EndResult, Outcome, Safety, plan, refusal
 from ._errors import (
+    AuditUnavailable,
     AuthenticationFailed,
     CommitOutcomeUnknown,
     ConcurrentUse,
@@ -74,6 +75,7 @@ __all__ = [
     "SCHEMA_ID",
     "STATES",
     "Action",
+    "AuditUnavailable",
     "AuthenticationFailed",
     "Backend",
     "CommitOutcomeUnknown",

@@ -132,6 +132,11 @@ class ConcurrentUse(SessionwardError):
     """
 
 
+class AuditUnavailable(SessionwardError):
+    """The reaper's audit (file or table) could not record its decisions, so none was
+    acted on."""
+
+
 class _Ending(SessionwardError):
     """A statement or session the server (or the network) ended."""
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from sessionward.errors import ConnectionLost, ServerShuttingDown, SessionTerminated
+from tests.fix_proxy import Proxy
 from tests.fix_servers import Server, missing_server
 from tests.integrations.errors._layers import LAYERS, PG_DRIVERS, ConnectError, DbSession
 from tests.integrations.errors._outcomes import Failure, assert_ended
 from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
-from tests.integrations.errors._proxy import Proxy
 from tests.integrations.errors.conftest import Lab, make_lab
 
 PG_COMBOS = [(layer, driver) for layer in LAYERS for driver in PG_DRIVERS]

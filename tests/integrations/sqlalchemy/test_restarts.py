@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from sessionward.sqlalchemy import harden
+from tests.fix_proxy import Proxy
 from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
-from tests.integrations.errors._proxy import Proxy
 from tests.integrations.sqlalchemy.conftest import sqlalchemy_url
 
 POOLED = 3

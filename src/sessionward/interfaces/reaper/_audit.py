@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from ...core import ConfigurationError, Session, SessionwardError, Snapshot
+from ...core import AuditUnavailable, ConfigurationError, Session, Snapshot
 from ...core._snapshot_json import snapshot_to_dict
 
 UNKNOWN = "unknown"
@@ -39,10 +39,6 @@ RECOVERED_DETAIL = (
     "the reaper stopped between recording this decision and its outcome; "
     "the session may or may not have been signalled"
 )
-
-
-class AuditUnavailable(SessionwardError):
-    """Decisions could not be recorded, so none of them was acted on."""
 
 
 class AuditSink(Protocol):

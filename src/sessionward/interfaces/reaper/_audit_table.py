@@ -47,8 +47,8 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
-from ...core import ConfigurationError, SessionwardError, Target, parse_target
-from ._audit import RECOVERED_DETAIL, UNKNOWN, AuditUnavailable, new_id, now_iso
+from ...core import AuditUnavailable, ConfigurationError, SessionwardError, Target, parse_target
+from ._audit import RECOVERED_DETAIL, UNKNOWN, new_id, now_iso
 
 DEFAULT_TABLE = "sessionward_audit"
 #: Every audit statement, and the login, gives up after this long.

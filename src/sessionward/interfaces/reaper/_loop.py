@@ -28,6 +28,7 @@ from typing import Any
 
 from ..._control import SessionControl
 from ...core import (
+    AuditUnavailable,
     ConfigurationError,
     Decision,
     DriverNotInstalled,
@@ -44,7 +45,6 @@ from ...core import (
 )
 from ._audit import (
     AuditSink,
-    AuditUnavailable,
     new_id,
     now_iso,
     server_record,

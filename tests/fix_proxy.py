@@ -8,7 +8,8 @@ import threading
 
 
 class Proxy:
-    """Forward 127.0.0.1:``port`` to ``host``:``target_port``; ``cut()`` drops every link."""
+    """Forward 127.0.0.1:``port`` to ``host``:``target_port``; ``cut()`` drops every link,
+    ``down()`` also refuses new ones until ``up()``, like a server gone away."""
 
     def __init__(self, host: str, target_port: int) -> None:
         self._target = (host, target_port)
@@ -18,6 +19,8 @@ class Proxy:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closing = threading.Event()
+        self._up = threading.Event()
+        self._up.set()
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
@@ -31,6 +34,9 @@ class Proxy:
             except OSError:
                 return
             client.settimeout(None)
+            if not self._up.is_set():
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(self._target)
             except OSError:
@@ -51,6 +57,14 @@ class Proxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    def down(self) -> None:
+        """Drop every link and refuse new ones until ``up()``."""
+        self._up.clear()
+        self.cut()
+
+    def up(self) -> None:
+        self._up.set()
 
     def close(self) -> None:
         self._closing.set()
