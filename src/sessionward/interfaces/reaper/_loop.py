@@ -310,7 +310,8 @@ class Reaper:
             self._crossings = {}
             self._next_whole = cap
         else:
-            for key in [k for k in self._crossings if k[0] in looked_at]:
+            looked = set(looked_at)
+            for key in [k for k in self._crossings if k[0] in looked]:
                 del self._crossings[key]
         for pid, started_at, seconds in sweep.crossings:
             self._crossings[(pid, started_at)] = started + seconds
