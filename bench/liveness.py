@@ -1,8 +1,7 @@
 """What ``harden()`` costs: single-row transactions per second, one thread.
 
 For psycopg 3 and psycopg2 (on a throwaway embedded PostgreSQL) and PyMySQL (on
-MariaDB/MySQL), three engines on the same server, timed in the same run, in
-shuffled order, round after round, so drift hits all alike:
+MariaDB/MySQL), three engines on the same server, timed in the same run:
 
 - plain: ``create_engine(url)``, which hands out dead connections;
 - pre-ping: ``create_engine(url, pool_pre_ping=True)``, a round trip per checkout;
@@ -10,6 +9,15 @@ shuffled order, round after round, so drift hits all alike:
 
 Each transaction checks a connection out, inserts one row, commits and checks
 the connection back in.
+
+How: every round makes the three engines afresh and alternates them
+transaction by transaction, in a shuffled order each time, so a slow moment of
+the machine lands on all three alike.  Each transaction is timed; an engine's
+time in a round is the mean of its transactions, leaving out its slowest 5%:
+on a small shared machine a few transactions in every round wait milliseconds
+for the CPU, whichever engine they belong to, and one such wait moves a round
+by more than what is measured here.  The ratios are medians of the per-round
+ratios.
 
 MariaDB/MySQL: a throwaway ``mariadbd`` (the test suite's helper, with
 ``innodb_flush_log_at_trx_commit = 0`` like the embedded PostgreSQL's
@@ -44,10 +52,16 @@ from sessionward.sqlalchemy import harden
 TARGET_VS_PLAIN = 0.97
 TARGET_VS_PRE_PING = 1.2
 _ids = itertools.count(1)
-#: Transactions an engine runs before the next one takes its turn.
-BATCH = 100
+#: Transactions each engine runs in a round, alternating with the others.
+BATCH = 200
 #: Transactions each fresh engine runs before it is timed.
-WARM_UP = 10
+WARM_UP = 20
+#: The share of each engine's slowest transactions in a round left out of its mean.
+TRIM = 0.05
+#: Connections in each engine's pool, used in turn (SQLAlchemy's pool is first in,
+#: first out): how fast a server serves one connection differs from one to the next
+#: (on MariaDB by up to ±10%), and several spread that.
+POOLED = 4
 SEED = 6
 #: Checkouts timed alone each round, for the cost of the checkout itself.
 CHECKOUTS = 200
@@ -66,42 +80,62 @@ def make_engine(url: str, mode: str) -> Engine:
     return harden(engine) if mode == "harden" else engine
 
 
-def run(engine: Engine, count: int) -> float:
-    """Seconds taken by ``count`` single-row transactions."""
-    insert = text("INSERT INTO sw_bench_rows (id, v) VALUES (:id, 0)")
+_INSERT = text("INSERT INTO sw_bench_rows (id, v) VALUES (:id, 0)")
+
+
+def transaction(engine: Engine) -> float:
+    """Seconds taken by one single-row transaction."""
     started = time.perf_counter()
-    for _ in range(count):
-        with engine.begin() as connection:
-            connection.execute(insert, {"id": next(_ids)})
+    with engine.begin() as connection:
+        connection.execute(_INSERT, {"id": next(_ids)})
     return time.perf_counter() - started
+
+
+def fill(engine: Engine) -> None:
+    """Put ``POOLED`` connections in the engine's pool, which hands them out in turn."""
+    taken = [engine.connect() for _ in range(POOLED)]
+    for connection in taken:
+        connection.close()
+
+
+def trimmed_mean(seconds: list[float]) -> float:
+    """The mean without the slowest ``TRIM`` share."""
+    kept = sorted(seconds)[: max(1, round(len(seconds) * (1 - TRIM)))]
+    return sum(kept) / len(kept)
 
 
 def bench_driver(url: str, rounds: int) -> dict[str, float]:
     """Transactions per second of each engine, and harden()'s ratios to the others.
 
-    Every round makes fresh engines, so each gets a new server process: on a
-    small machine where a backend lands (same CPU as the client or not) moves
-    throughput by more than what is measured here.  The engines run in a
-    shuffled order; each ratio is the median of the per-round ratios.
+    Every round makes fresh engines, so each gets a new server process: where
+    a backend lands moves throughput too, and fresh ones spread that over the
+    rounds.  Each ratio is the median of the per-round ratios.
     """
     rng = random.Random(SEED)
     spent: dict[str, list[float]] = {mode: [] for mode in MODES}
     checkout: dict[str, list[float]] = {mode: [] for mode in MODES}
     for _ in range(rounds):
-        engines = {mode: make_engine(url, mode) for mode in MODES}
+        order = list(MODES)
+        rng.shuffle(order)  # which engine connects first changes too
+        engines = {mode: make_engine(url, mode) for mode in order}
         try:
             for engine in engines.values():
-                run(engine, WARM_UP)  # connect, prepare, fill caches
-            order = list(MODES)
-            rng.shuffle(order)
-            for mode in order:
-                spent[mode].append(run(engines[mode], BATCH))
+                fill(engine)
+                for _ in range(WARM_UP):  # prepare, fill caches
+                    transaction(engine)
+            timed: dict[str, list[float]] = {mode: [] for mode in MODES}
+            for _ in range(BATCH):
+                rng.shuffle(order)
+                for mode in order:
+                    timed[mode].append(transaction(engines[mode]))
+            for mode in MODES:
+                spent[mode].append(trimmed_mean(timed[mode]))
             for mode in order:
                 checkout[mode].append(checkout_seconds(engines[mode], CHECKOUTS))
         finally:
             for engine in engines.values():
                 engine.dispose()
-    result = {mode: BATCH / statistics.median(times) for mode, times in spent.items()}
+    result = {mode: 1 / statistics.median(times) for mode, times in spent.items()}
     for mode, times in checkout.items():
         result[f"{mode} µs"] = statistics.median(times) / CHECKOUTS * 1e6
     for other in ("plain", "pre-ping"):
@@ -214,7 +248,8 @@ def main() -> int:
 def print_table(results: list[tuple[str, dict[str, float]]], rounds: int) -> bool:
     print(
         f"Single-row transactions per second, one thread; {rounds} rounds of {BATCH} per "
-        f"engine in shuffled order, fresh engines each round; medians:\n"
+        f"engine, alternating transaction by transaction, fresh engines each round; "
+        f"per round the mean without each engine's slowest {TRIM:.0%}; medians:\n"
     )
     print("| driver | plain | pool_pre_ping | harden() | harden() vs plain | vs pre-ping |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -7,6 +7,7 @@ import gc
 import inspect
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -81,6 +82,37 @@ def test_a_connection_garbage_collected_unreturned_is_reported(engine: Engine) -
     with pytest.warns(LeakWarning, match="garbage-collected without being returned") as warned:
         leak_and_collect()
     assert "in leak" in str(warned[0].message)
+    assert holders(engine) == []
+
+
+def test_a_connection_lost_in_a_reference_cycle_is_reported(engine: Engine) -> None:
+    harden(engine)
+
+    def leak_in_a_cycle() -> None:
+        proxy = engine.raw_connection()
+        proxy.cycle = proxy  # type: ignore[attr-defined]  # only the collector frees it now
+
+    leak_in_a_cycle()
+    assert len(holders(engine)) == 1
+    with pytest.warns(LeakWarning, match="garbage-collected without being returned") as warned:
+        gc.collect()
+    assert "in leak_in_a_cycle" in str(warned[0].message)
+    assert holders(engine) == []
+    with engine.connect() as connection:  # and the pool has it back
+        assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_a_returned_connection_is_not_held_while_its_proxy_lives_on(engine: Engine) -> None:
+    harden(engine)
+    proxy = engine.raw_connection()
+    proxy.close()
+    assert holders(engine) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LeakWarning)
+        with engine.connect():
+            assert len(holders(engine)) == 1
+        del proxy
+        gc.collect()
     assert holders(engine) == []
 
 

@@ -8,13 +8,21 @@ and every checked-out connection accounted for — through SQLAlchemy's public e
 - ``checkout``: raise ``DisconnectionError`` for a connection that is dead,
   older than a server restart seen since, or about to reach the server's idle
   limit; SQLAlchemy then replaces it before the application sees it.  Record
-  who took it.
-- ``checkin``, ``invalidate``, ``close``: forget the holder; warn when the
-  connection came back because its holder was garbage-collected.
+  who took it, with a weak reference to the checkout's proxy.
+- ``invalidate``, ``close``, ``detach``: forget the holder.
 
-Checkout and checkin run on every transaction, so their listeners are closures
-over the engine's settings, reading one slot object per connection: each
-costs little more than SQLAlchemy's own dispatch of the event.
+There is no ``checkin`` listener: SQLAlchemy's dispatch of an event costs more
+than the work a listener would do, and checkin runs on every transaction.
+Instead:
+
+- idle time is counted from the previous checkout, so it includes the time the
+  connection was held: it can only make a ping or a retirement come sooner;
+- whether a connection is out is the pool entry's public ``in_use``;
+- the proxy's weak reference calls back when the proxy is gone, which on the
+  usual path is right after its checkin.  If the entry is still in use then,
+  the proxy was garbage-collected without being returned: a ``LeakWarning``.
+  (The callback runs before SQLAlchemy's own finalizer returns the connection:
+  CPython calls the newest weak reference's callback first.)
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import contextlib
 import functools
 import logging
 import math
+import operator
 import sys
 import threading
 import time
@@ -61,6 +70,9 @@ MIN_SCAN_INTERVAL_SECONDS = 0.01
 SAME_START_TOLERANCE_SECONDS = {"postgresql": 0.001, "mysql": 2.0}
 
 _DRIVERS = ("psycopg", "psycopg2", "pymysql")
+#: A ``look`` for a connection whose socket is unknown: always "something to read"
+#: (``not 0``), so it is pinged; a builtin, like ``poll``, called without a frame.
+_ALWAYS = operator.not_
 #: Modules whose frames are never "who took the connection".
 _NOT_THE_APPLICATION = ("sqlalchemy.", "sessionward.integrations.sqlalchemy", "contextlib")
 
@@ -121,33 +133,69 @@ _Entry = tuple[Any, int, int, float, "weakref.ref[Any]", "str | None"]
 
 
 class _Slot:
-    """What harden() keeps on one DBAPI connection, in its record's ``info``: all that
-    checkout and checkin read and write."""
+    """What harden() keeps on one DBAPI connection, in its pool entry's ``info``: all
+    that a checkout reads and writes."""
 
     __slots__ = (
         "__weakref__",
         "connected_at",
+        "entry",
         "held",
-        "poll",
+        "look",
+        "quiet_limit",
         "retire_after",
-        "returned_at",
+        "taken_at",
         "warned",
     )
 
     def __init__(
-        self, connected_at: float, poll: Callable[[int], list[Any]] | None, retire_after: float
+        self,
+        entry: Any,
+        connected_at: float,
+        look: Callable[[int], Any],
+        retire_after: float,
+        ping_after: float,
     ) -> None:
+        #: A weak reference to the pool entry (SQLAlchemy's ``ConnectionPoolEntry``).
+        self.entry: Callable[[], Any] = weakref.ref(entry)
         self.connected_at = connected_at
-        #: ``poll`` of a poll object on the socket, or None when its descriptor is unknown.
-        self.poll = poll
+        #: ``look(0)`` is true when the socket has something to read: ``poll`` of a
+        #: poll object on it, or ``_ALWAYS`` when its descriptor is unknown.
+        self.look = look
         #: Seconds idle after which the connection is retired; ``math.inf``: never.
         self.retire_after = retire_after
-        #: When it was last checked in; None while it has never been.
-        self.returned_at: float | None = None
-        #: Who holds it now (replaced whole, so a reader in another thread sees one checkout).
+        #: Idle longer than this, the connection is retired or pinged at checkout.
+        self.quiet_limit = min(retire_after, ping_after)
+        #: When it was last checked out; None while it never has been.
+        self.taken_at: float | None = None
+        #: The latest checkout (replaced whole, so a reader in another thread sees one
+        #: checkout); it still holds the connection while the pool entry is ``in_use``.
         self.held: _Entry | None = None
         #: The checkout already reported as held too long.
         self.warned: _Entry | None = None
+
+    def out(self) -> _Entry | None:
+        """The checkout holding the connection now, if any."""
+        held = self.held
+        if held is None:
+            return None
+        entry = self.entry()
+        return held if entry is not None and entry.in_use else None
+
+    def proxy_gone(self, proxy_ref: Any) -> None:
+        """The proxy of a checkout is gone: returned first, or garbage-collected.
+
+        Writes nothing when it was returned: another thread may be checking the
+        connection out again right now, and the pool entry's ``in_use`` already
+        tells that this checkout is over.
+        """
+        held = self.held
+        if held is None or held[4] is not proxy_ref:  # checked out again since, or invalidated
+            return
+        entry = self.entry()
+        if entry is not None and entry.in_use:  # still out, so nobody else has it
+            self.held = None
+            _lost(held)
 
 
 def _holder(entry: _Entry) -> Holder:
@@ -271,9 +319,7 @@ def harden(
     if driver == "pymysql" and liveness == "auto":
         event.listen(engine, "do_connect", _pymysql_do_connect)
     event.listen(engine, "connect", functools.partial(_on_connect, state, engine))
-    on_checkout, on_checkin = _listeners(state)
-    event.listen(engine, "checkout", on_checkout)
-    event.listen(engine, "checkin", on_checkin)
+    event.listen(engine, "checkout", _checkout_listener(state))
     for name in ("invalidate", "soft_invalidate", "close", "detach"):
         event.listen(engine, name, functools.partial(_on_gone, state))
     if check_threads:
@@ -288,7 +334,7 @@ def holders(engine: Engine) -> list[Holder]:
     state = _states.get(engine)
     if state is None:
         raise ConfigurationError("holders() needs an engine given to harden(track_leaks=True)")
-    found = [_holder(entry) for entry in _held(state)]
+    found = [_holder(held) for slot in _slots(state) if (held := slot.out()) is not None]
     return sorted(found, key=lambda holder: holder.since_monotonic)
 
 
@@ -310,10 +356,6 @@ class QueuePool(_SAQueuePool):
                 raise
             names = "; ".join(str(holder) for holder in found)
             raise PoolTimeout(f"{error} Held by: {names}", tuple(found)) from error
-
-
-def _held(state: _State) -> list[_Entry]:
-    return [entry for slot in _slots(state) if (entry := slot.held) is not None]
 
 
 def _slots(state: _State) -> list[_Slot]:
@@ -352,14 +394,17 @@ def _on_connect(state: _State, engine: Engine, dbapi_connection: Any, record: An
                 engine.url.render_as_string(hide_password=True),
             )
             state.restarted_at = time.monotonic()
-    info[_SLOT] = _new_slot(state, info, time.monotonic(), retire)
+    info[_SLOT] = _new_slot(state, record, time.monotonic(), retire)
 
 
-def _new_slot(state: _State, info: dict[str, Any], connected_at: float, retire: float) -> _Slot:
+def _new_slot(state: _State, record: Any, connected_at: float, retire: float) -> _Slot:
     if isinstance(state.recycle, (int, float)):
         retire = float(state.recycle)
-    fd = info.get(_FD)
-    slot = _Slot(connected_at, _liveness.poller(fd).poll if fd is not None else None, retire)
+    fd = record.info.get(_FD)
+    auto = state.liveness == "auto"
+    look = _liveness.poller(fd).poll if fd is not None and auto else _ALWAYS
+    ping_after = state.ping_after_idle_seconds if auto else math.inf
+    slot = _Slot(record, connected_at, look, retire, ping_after)
     key, slots = id(slot), state.slots
     slots[key] = weakref.ref(slot, lambda _: slots.pop(key, None))
     return slot
@@ -371,7 +416,8 @@ def _adopt(state: _State, dbapi_connection: Any, record: Any) -> _Slot:
     fd = _liveness.descriptor(state.driver, dbapi_connection)
     if fd is not None:
         info[_FD] = fd
-    slot = info[_SLOT] = _new_slot(state, info, 0.0, math.inf)
+    slot = info[_SLOT] = _new_slot(state, record, 0.0, math.inf)
+    slot.taken_at = 0.0  # from the pool, long idle
     return slot
 
 
@@ -402,90 +448,83 @@ def retire_after(idle_limit_seconds: float) -> float:
     return max(early, idle_limit_seconds / 2)
 
 
-def _listeners(state: _State) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The ``checkout`` and ``checkin`` listeners of one engine.
+def _checkout_listener(state: _State) -> Callable[..., None]:
+    """The ``checkout`` listener of one engine.
 
-    They run at every checkout and checkin: a few attribute reads, one
-    ``poll()``, and for leak tracking a tuple, a weak reference and a look at
-    two frames (the instruction offset is kept, its line found only when asked).
+    It runs at every checkout: a few attribute reads, one ``poll()``, and for
+    leak tracking a tuple, a weak reference and a look at two frames (the
+    instruction offset is kept, its line found only when asked).
     """
     track = state.track_leaks
     stacks = state.capture_stacks
-    auto = state.liveness == "auto"
-    ping_always = state.liveness == "ping"
-    ping_after = state.ping_after_idle_seconds
+    looks = state.liveness != "off"
     closed = state.closed
 
     def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        now = _monotonic()
         try:
             slot = record.info[_SLOT]
         except KeyError:
             slot = _adopt(state, dbapi_connection, record)
-        returned_at = slot.returned_at
-        if returned_at is not None:  # from the pool, not just connected
-            if slot.connected_at < state.restarted_at:
-                raise exc.DisconnectionError("sessionward: made before the server restarted")
-            idle = now - returned_at
-            if idle > slot.retire_after:
-                raise exc.DisconnectionError(
-                    f"sessionward: idle {idle:.1f}s, "
-                    f"retired after {slot.retire_after:g}s before the server's limit"
-                )
-            if auto:
-                if closed(dbapi_connection):
-                    raise exc.DisconnectionError(
-                        "sessionward: the driver reports the connection closed"
-                    )
-                poll = slot.poll
-                if poll is None:
-                    _ping(state, dbapi_connection, "no socket to look at")
-                elif poll(0):
-                    _ping(state, dbapi_connection, "the server sent something while it was idle")
-                elif idle > ping_after:
-                    _ping(state, dbapi_connection, f"idle {idle:.1f}s")
-            elif ping_always:
-                _ping(state, dbapi_connection, "ping at checkout")
+        now = _monotonic()
+        taken_at = slot.taken_at
+        slot.taken_at = now
+        # One test for the usual case, a connection fine to hand out; which part
+        # failed, and what follows, is worked out apart.
+        if taken_at is not None and (  # from the pool, not just connected
+            now - taken_at > slot.quiet_limit
+            or slot.connected_at < state.restarted_at
+            or (looks and (slot.look(0) or closed(dbapi_connection)))
+        ):
+            _inspect(state, dbapi_connection, slot, now - taken_at)
         if not track:
             return
         # Who took it: the frame found last time, when it is the same code again.
-        depth, inner_code, code = _site[0]
+        depth, code = _site
         frame: Any
         try:
-            inner = _getframe(depth)
-            frame = inner.f_back
-            if inner.f_code is inner_code and frame.f_code is code:
+            frame = _getframe(depth)
+            if frame.f_code is code:
                 lasti = frame.f_lasti
             else:
                 code, lasti = _taken_at()
-        except (ValueError, AttributeError):  # a shorter stack this time
+        except ValueError:  # a shorter stack this time
             code, lasti = _taken_at()
         slot.held = (
             code,
             lasti,
             _get_ident(),
             now,
-            _weakref(proxy),
+            _weakref(proxy, slot.proxy_gone),
             "".join(traceback.format_stack()) if stacks else None,
         )
         if now >= state.next_scan:
             _scan(state, now)
 
-    def on_checkin(dbapi_connection: Any, record: Any) -> None:
-        try:
-            slot = record.info[_SLOT]
-        except KeyError:
-            if dbapi_connection is None:  # invalidated: a new one is made at the next checkout
-                return
-            slot = _adopt(state, dbapi_connection, record)
-        slot.returned_at = _monotonic()
-        if track:
-            entry = slot.held
-            slot.held = None
-            if entry is not None and entry[4]() is None:
-                _lost(entry)
+    return on_checkout
 
-    return on_checkout, on_checkin
+
+def _inspect(state: _State, dbapi_connection: Any, slot: _Slot, idle: float) -> None:
+    """Raise ``DisconnectionError`` for a pooled connection that must not be handed out,
+    after a ping where one is due."""
+    if slot.connected_at < state.restarted_at:
+        raise exc.DisconnectionError("sessionward: made before the server restarted")
+    if idle > slot.retire_after:
+        raise exc.DisconnectionError(
+            f"sessionward: idle {idle:.1f}s, "
+            f"retired after {slot.retire_after:g}s before the server's limit"
+        )
+    if state.liveness == "off":
+        return
+    if state.closed(dbapi_connection):
+        raise exc.DisconnectionError("sessionward: the driver reports the connection closed")
+    if state.liveness == "ping":
+        _ping(state, dbapi_connection, "ping at checkout")
+    elif slot.look is _ALWAYS:
+        _ping(state, dbapi_connection, "no socket to look at")
+    elif slot.look(0):
+        _ping(state, dbapi_connection, "the server sent something while it was idle")
+    elif idle > state.ping_after_idle_seconds:
+        _ping(state, dbapi_connection, f"idle {idle:.1f}s")
 
 
 def _ping(state: _State, dbapi_connection: Any, why: str) -> None:
@@ -560,7 +599,12 @@ def _scan(state: _State, now: float) -> None:
     late = []
     for slot in _slots(state):
         entry = slot.held
-        if entry is not None and slot.warned is not entry and now - entry[3] > limit:
+        if (
+            entry is not None
+            and slot.warned is not entry
+            and now - entry[3] > limit
+            and slot.out() is entry
+        ):
             slot.warned = entry
             late.append(_holder(entry))
     for holder in late:
@@ -573,23 +617,24 @@ def _scan(state: _State, now: float) -> None:
 
 #: Code objects known to be ours or SQLAlchemy's, so each is judged once.
 _internal_code: dict[Any, bool] = {}
-#: Where the application's frame was found last time, as seen from the checkout
-#: listener: the depth of the frame just above it, that frame's code and the
-#: application's code.  Checked first, so the common case looks at two frames.
-_site: list[tuple[int, Any, Any]] = [(0, None, None)]
+#: Where the application's frame was found last time: how many frames above the
+#: checkout listener, and its code.  Looked at first, so the usual case costs one
+#: frame.  (Should another application frame be nearer this time, through a path
+#: just as long, that frame's caller is named: still the application's code.)
+_site: tuple[int, Any] = (0, None)
 
 
 def _taken_at() -> tuple[Any, int]:
     """The first frame below the checkout listener outside SQLAlchemy and sessionward:
     who asked for the connection, as its code and instruction offset."""
-    inner: Any = _getframe(1)  # the listener
-    frame = inner.f_back
-    depth = 0
+    global _site
+    frame: Any = _getframe(2)  # the listener's caller
+    depth = 1
     while frame is not None:
         if not _is_internal(frame):
-            _site[0] = (depth, inner.f_code, frame.f_code)
+            _site = (depth, frame.f_code)
             return frame.f_code, frame.f_lasti
-        inner, frame = frame, frame.f_back
+        frame = frame.f_back
         depth += 1
     return None, -1
 

@@ -23,6 +23,7 @@ round trip only on a connection that is most likely dead anyway.
 
 from __future__ import annotations
 
+import operator
 import os
 import select
 import socket
@@ -50,17 +51,19 @@ def descriptor(driver: str, dbapi_connection: Any) -> int | None:
     return None
 
 
-def closed_check(driver: str) -> Callable[[Any], bool]:
-    """For ``driver``: whether the driver itself already knows a connection is unusable."""
-    if driver == "psycopg":
-        from psycopg.pq import ConnStatus
+def closed_check(driver: str) -> Callable[[Any], Any]:
+    """For ``driver``: a function whose result is true when the driver itself already
+    knows a connection is unusable.
 
-        # What ``connection.closed`` reads (a broken connection is closed too), without
-        # the two properties: this runs at every checkout.
-        bad = ConnStatus.BAD
-        return lambda connection: connection.pgconn.status == bad
+    It runs at every checkout, so where it can it is an ``attrgetter`` (no Python
+    frame) rather than the driver's ``closed`` property.
+    """
+    if driver == "psycopg":
+        # What ``connection.closed`` reads (a broken connection is closed too): the
+        # libpq status, which is ``ConnStatus.OK`` (0) on a usable connection.
+        return operator.attrgetter("pgconn.status")
     if driver == "psycopg2":
-        return lambda connection: connection.closed
+        return operator.attrgetter("closed")  # 0, or 1 closed, 2 broken
     if driver == "pymysql":
         return lambda connection: not connection.open
     return lambda connection: False
