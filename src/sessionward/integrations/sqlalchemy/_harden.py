@@ -452,7 +452,7 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
     """The ``checkout`` listener of one engine.
 
     It runs at every checkout: a few attribute reads, one ``poll()``, and for
-    leak tracking a tuple, a weak reference and a look at two frames (the
+    leak tracking a tuple, a weak reference and a look at one frame (the
     instruction offset is kept, its line found only when asked).
     """
     track = state.track_leaks
@@ -619,8 +619,9 @@ def _scan(state: _State, now: float) -> None:
 _internal_code: dict[Any, bool] = {}
 #: Where the application's frame was found last time: how many frames above the
 #: checkout listener, and its code.  Looked at first, so the usual case costs one
-#: frame.  (Should another application frame be nearer this time, through a path
-#: just as long, that frame's caller is named: still the application's code.)
+#: frame.  (Should the same code sit at that depth while another application frame
+#: is nearer, through a shorter path, the farther one is named: still the
+#: application's code.)
 _site: tuple[int, Any] = (0, None)
 
 
