@@ -209,10 +209,11 @@ class Reaper:
             if self._exiting:
                 time.sleep(CONFIRM_POLL_SECONDS)
 
-    def _confirm(self, snapshot: Snapshot | None = None) -> None:
-        """Record the outcome of each terminated session now gone, or waited for too long."""
+    def _confirm(self, snapshot: Snapshot | None = None) -> list[tuple[int, str | None]]:
+        """Record the outcome of each terminated session now gone, or waited for too long;
+        return the sessions found gone."""
         if not self._exiting:
-            return
+            return []
         if snapshot is not None:
             present = {(s.pid, s.started_at) for s in snapshot.sessions}
             gone = [key for key in self._exiting if key not in present]
@@ -223,7 +224,7 @@ class Reaper:
         now = time.monotonic()
         late = [k for k, e in self._exiting.items() if k not in gone and now >= e.give_up_at]
         if not gone and not late:
-            return
+            return []
         waited = f"after {self._options.wait_seconds:g}s"
         settled = [(self._exiting.pop(k), Outcome.ENDED, "") for k in gone]
         settled += [(self._exiting.pop(k), Outcome.STILL_RUNNING, waited) for k in late]
@@ -232,6 +233,7 @@ class Reaper:
                                                e.decision.session))
             for e, outcome, detail in settled
         ])  # fmt: skip
+        return gone
 
     def _drop_connection(self) -> None:
         if self._control is not None:
@@ -260,12 +262,15 @@ class Reaper:
             snapshot = control.snapshot()
             self._next_every_session = started + EVERY_SESSION_SECONDS
         if snapshot.partial:
-            self._confirm()  # a session missing from it may still be exiting: probe
+            # A session missing from it may still be exiting: probe.  The probe is newer
+            # than the snapshot, which may still list a session the probe found gone:
+            # that one is not judged again.
+            gone = self._confirm()
         else:
-            self._confirm(snapshot)
+            gone = self._confirm(snapshot)
             present = {(s.pid, s.started_at) for s in snapshot.sessions}
             self._announced = {k for k in self._announced if not k[0] or (k[1], k[2]) in present}
-        self._history = self._history.exiting(self._exiting)
+        self._history = self._history.exiting([*self._exiting, *gone])
         sweep = decide(self._policy, snapshot, now=started, history=self._history)
         self._report(snapshot, sweep.decisions)
         for rule, session, why in sweep.protected:
