@@ -225,7 +225,8 @@ def test_running_statement_is_active_with_its_query(mysql, victims, control):
     database = mysql.create_database()
     victim = victims(mysql, database=database, user=mysql.create_user())
     victim.start("SELECT SLEEP(30)")
-    session = eventually(lambda: _active(control, victim.pid))
+    # The statement shows before its wait does: MariaDB names the wait once SLEEP runs.
+    session = eventually(lambda: _active(control, victim.pid, waiting="User sleep"))
     assert session.query == "SELECT SLEEP(30)"
     assert session.wait == "User sleep"
     assert session.query_age_seconds is not None
@@ -235,9 +236,11 @@ def test_running_statement_is_active_with_its_query(mysql, victims, control):
     victim.result()
 
 
-def _active(control, pid):
+def _active(control, pid, waiting=None):
     session = control.snapshot().get(pid)
-    return session if session is not None and session.state == "active" else None
+    if session is None or session.state != "active":
+        return None
+    return session if waiting is None or session.wait == waiting else None
 
 
 def test_login_without_process_sees_only_its_own_sessions(mysql, victims):
