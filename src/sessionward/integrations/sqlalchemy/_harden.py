@@ -139,9 +139,9 @@ class _Slot:
     __slots__ = (
         "__weakref__",
         "connected_at",
-        "entry",
         "held",
         "look",
+        "pool_entry",
         "quiet_limit",
         "retire_after",
         "taken_at",
@@ -150,14 +150,14 @@ class _Slot:
 
     def __init__(
         self,
-        entry: Any,
+        pool_entry: Any,
         connected_at: float,
         look: Callable[[int], Any],
         retire_after: float,
         ping_after: float,
     ) -> None:
         #: A weak reference to the pool entry (SQLAlchemy's ``ConnectionPoolEntry``).
-        self.entry: Callable[[], Any] = weakref.ref(entry)
+        self.pool_entry: Callable[[], Any] = weakref.ref(pool_entry)
         self.connected_at = connected_at
         #: ``look(0)`` is true when the socket has something to read: ``poll`` of a
         #: poll object on it, or ``_ALWAYS`` when its descriptor is unknown.
@@ -179,8 +179,8 @@ class _Slot:
         held = self.held
         if held is None:
             return None
-        entry = self.entry()
-        return held if entry is not None and entry.in_use else None
+        pool_entry = self.pool_entry()
+        return held if pool_entry is not None and pool_entry.in_use else None
 
     def proxy_gone(self, proxy_ref: Any) -> None:
         """The proxy of a checkout is gone: returned first, or garbage-collected.
@@ -192,8 +192,8 @@ class _Slot:
         held = self.held
         if held is None or held[4] is not proxy_ref:  # checked out again since, or invalidated
             return
-        entry = self.entry()
-        if entry is not None and entry.in_use:  # still out, so nobody else has it
+        pool_entry = self.pool_entry()
+        if pool_entry is not None and pool_entry.in_use:  # still out, so nobody else has it
             self.held = None
             _lost(held)
 
@@ -233,7 +233,7 @@ class _State:
     hold_warning_seconds: float
     capture_stacks: bool
     ping: Callable[[Any], Any]
-    closed: Callable[[Any], bool]
+    closed: Callable[[Any], Any]
     started_at: float | None = None
     max_connection_id: int = 0
     restarted_at: float = 0.0
