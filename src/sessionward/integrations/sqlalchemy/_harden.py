@@ -1,8 +1,9 @@
 """``harden(engine)``: no dead connection handed out, none kept past the server's idle limit,
 and every checked-out connection accounted for — through SQLAlchemy's public events.
 
-- ``do_connect`` (engine event): for PyMySQL, make the socket ourselves, so
-  its descriptor is known (see ``_liveness``).
+- ``do_connect`` (engine event): for PyMySQL, make the connection ourselves
+  (see ``_pymysql``): on our own socket, so its descriptor is known, and with a
+  ``rollback()`` that sends nothing when no transaction can be open.
 - ``connect`` (pool event): note the socket, when the connection was made,
   and once per connection the server's start time and idle limit.
 - ``checkout``: raise ``DisconnectionError`` for a connection that is dead,
@@ -48,7 +49,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool as _SAQueuePool
 
 from ...core import ConcurrentUse, ConfigurationError, Timeouts
-from . import _liveness
+from . import _liveness, _pymysql
 from ._timeouts import apply_timeouts
 
 logger = logging.getLogger("sessionward.sqlalchemy")
@@ -316,7 +317,7 @@ def harden(
         closed=_liveness.closed_check(driver),
     )
     _states[engine] = state
-    if driver == "pymysql" and liveness == "auto":
+    if driver == "pymysql":
         event.listen(engine, "do_connect", _pymysql_do_connect)
     event.listen(engine, "connect", functools.partial(_on_connect, state, engine))
     event.listen(engine, "checkout", _checkout_listener(state))
@@ -373,7 +374,7 @@ def _holders_of(pool: Any) -> list[Holder]:
 
 
 def _pymysql_do_connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-    connection, fd = _liveness.pymysql_connect(cargs, cparams)
+    connection, fd = _pymysql.connect(cargs, cparams)
     record.info[_FD] = fd
     return connection
 

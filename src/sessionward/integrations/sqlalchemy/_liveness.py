@@ -11,10 +11,8 @@ Where the socket comes from, through public API only:
 - psycopg 3 and psycopg2: ``connection.fileno()``, plus the driver's own
   ``closed`` / ``broken`` flags.
 - PyMySQL keeps its socket private (``_sock``).  ``harden()`` therefore makes
-  the socket itself, in SQLAlchemy's ``do_connect`` event, and hands it to
-  PyMySQL's public ``connect(sock=...)`` (with ``defer_connect=True``), so it
-  knows the descriptor.  A connection made some other way has no known
-  socket and is pinged instead.
+  the socket itself (see ``_pymysql``) and so knows the descriptor.  A
+  connection made some other way has no known socket and is pinged instead.
 
 Something to read is not proof: PostgreSQL also sends ``LISTEN`` notifications
 unasked.  A readable socket is therefore confirmed with one ping, which costs a
@@ -32,12 +30,6 @@ from typing import Any
 
 #: Anything to read, or an error or hang-up on the socket.
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
-#: PyMySQL's own defaults, for a socket we make in its place.
-PYMYSQL_DEFAULT_HOST = "localhost"
-PYMYSQL_DEFAULT_PORT = 3306
-PYMYSQL_DEFAULT_CONNECT_TIMEOUT_SECONDS = 10.0
-#: CR_CONN_HOST_ERROR: the client library could not reach the server.
-CR_CONN_HOST_ERROR = 2003
 
 
 def descriptor(driver: str, dbapi_connection: Any) -> int | None:
@@ -75,47 +67,6 @@ def poller(fd: int) -> Any:
     made = select.poll()
     made.register(fd, _POLL_EVENTS)
     return made
-
-
-def pymysql_connect(cargs: Any, cparams: dict[str, Any]) -> tuple[Any, int]:
-    """A PyMySQL connection on a socket we made, and that socket's descriptor."""
-    import pymysql
-
-    params = dict(cparams)
-    params.pop("defer_connect", None)
-    connection = pymysql.connect(*cargs, defer_connect=True, **params)
-    timeout = params.get("connect_timeout", PYMYSQL_DEFAULT_CONNECT_TIMEOUT_SECONDS)
-    unix_socket = params.get("unix_socket")
-    host = params.get("host") or PYMYSQL_DEFAULT_HOST
-    try:
-        if unix_socket:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            try:
-                sock.connect(unix_socket)
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            port = int(params.get("port") or PYMYSQL_DEFAULT_PORT)
-            bind = params.get("bind_address")
-            source = (bind, 0) if bind else None
-            sock = socket.create_connection((host, port), timeout, source_address=source)
-            # What PyMySQL does for the sockets it makes itself.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    except OSError as error:
-        # The error PyMySQL raises for a socket it could not open itself.
-        raise pymysql.err.OperationalError(
-            CR_CONN_HOST_ERROR, f"Can't connect to MySQL server on {host!r} ({error})"
-        ) from error
-    fd = sock.fileno()  # TLS wraps the same descriptor later
-    try:
-        connection.connect(sock)
-    except BaseException:
-        sock.close()
-        raise
-    return connection, fd
 
 
 #: PostgreSQL's ErrorResponse message type: a FATAL on an idle session.

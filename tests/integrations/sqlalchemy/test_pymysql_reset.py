@@ -1,0 +1,123 @@
+"""On PyMySQL, ``harden()`` saves SQLAlchemy's rollback-on-return after a commit, and only then.
+
+Counted on the server: ``Com_rollback`` of the session itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from sessionward.sqlalchemy import harden
+from tests.fix_servers import _mysql_server
+from tests.integrations.sqlalchemy.conftest import Lab
+
+TRANSACTIONS = 20
+#: Item ids of this module: far from the other tests' in the shared table.
+_ids = itertools.count(random.randrange(1, 2**30) * 1000)
+
+
+def unique_int() -> int:
+    return next(_ids)
+
+
+@pytest.fixture
+def mysql_lab(sqla_databases: Any) -> Iterator[Lab]:
+    server = _mysql_server()
+    made = Lab(server, sqla_databases.on(server), "pymysql")
+    yield made
+    made.close()
+
+
+def _rollbacks_sent(engine: Engine) -> int:
+    """ROLLBACKs the server received on the engine's one pooled connection."""
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_rollback'").one()
+    return int(row[1])
+
+
+def _insert_and_commit(engine: Engine) -> list[int]:
+    ids = []
+    for _ in range(TRANSACTIONS):
+        ids.append(unique_int())
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO sw_items (id, note) VALUES (:id, 'reset')"), {"id": ids[-1]}
+            )
+    return ids
+
+
+def _count(lab: Lab, ids: list[int]) -> int:
+    marks = ", ".join(str(i) for i in ids)
+    return int(lab.sql(f"SELECT COUNT(*) FROM sw_items WHERE id IN ({marks})")[0][0])
+
+
+def test_a_committed_transaction_is_not_rolled_back_again_on_return(mysql_lab: Lab) -> None:
+    plain = mysql_lab.engine(pool_size=1, max_overflow=0)
+    hardened = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
+    for engine in (plain, hardened):
+        _rollbacks_sent(engine)  # connected, and its start-up statements rolled back
+    before = {"plain": _rollbacks_sent(plain), "harden": _rollbacks_sent(hardened)}
+
+    plain_ids = _insert_and_commit(plain)
+    hardened_ids = _insert_and_commit(hardened)
+
+    assert _rollbacks_sent(plain) - before["plain"] >= TRANSACTIONS
+    # The rollback after each _rollbacks_sent() itself is still sent (it ran a statement).
+    assert _rollbacks_sent(hardened) - before["harden"] <= 1
+    assert _count(mysql_lab, plain_ids) == TRANSACTIONS
+    assert _count(mysql_lab, hardened_ids) == TRANSACTIONS
+
+
+def test_a_transaction_opened_by_raw_dbapi_use_after_a_commit_is_rolled_back(
+    mysql_lab: Lab,
+) -> None:
+    engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
+    item = unique_int()
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+        connection.commit()  # SQLAlchemy holds no transaction now, the driver none either
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("INSERT INTO sw_items (id, note) VALUES (%s, 'raw')", (item,))
+        cursor.close()
+
+    assert _count(mysql_lab, [item]) == 0  # rolled back on return, not left open
+    with engine.connect() as connection:
+        still_there = connection.exec_driver_sql(f"SELECT COUNT(*) FROM sw_items WHERE id = {item}")
+        assert still_there.scalar() == 0
+
+
+def test_a_read_view_opened_after_a_commit_does_not_outlive_the_checkout(mysql_lab: Lab) -> None:
+    """A bare SELECT opens a REPEATABLE READ snapshot; the next checkout must not inherit it."""
+    engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
+    item = unique_int()
+    with engine.connect() as connection:
+        connection.commit()
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("SELECT COUNT(*) FROM sw_items")  # a result set: no status comes back
+        cursor.fetchall()
+        cursor.close()
+
+    mysql_lab.sql("INSERT INTO sw_items (id, note) VALUES (%s, 'later')", (item,))
+
+    with engine.connect() as connection:
+        seen = connection.exec_driver_sql(f"SELECT COUNT(*) FROM sw_items WHERE id = {item}")
+        assert seen.scalar() == 1
+
+
+def test_a_commit_that_chains_a_new_transaction_is_still_rolled_back(mysql_lab: Lab) -> None:
+    engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SET SESSION completion_type = 'CHAIN'")
+        connection.commit()
+    before = _rollbacks_sent(engine)
+
+    _insert_and_commit(engine)
+
+    assert _rollbacks_sent(engine) - before >= TRANSACTIONS
