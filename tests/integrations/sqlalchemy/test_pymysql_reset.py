@@ -10,6 +10,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import pymysql.cursors
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -98,6 +99,7 @@ def test_a_read_view_opened_after_a_commit_does_not_outlive_the_checkout(mysql_l
     engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
     item = unique_int()
     with engine.connect() as connection:
+        session = mysql_lab.pid_of(connection)
         connection.commit()
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         cursor.execute("SELECT COUNT(*) FROM sw_items")  # a result set: no status comes back
@@ -107,6 +109,7 @@ def test_a_read_view_opened_after_a_commit_does_not_outlive_the_checkout(mysql_l
     mysql_lab.sql("INSERT INTO sw_items (id, note) VALUES (%s, 'later')", (item,))
 
     with engine.connect() as connection:
+        assert mysql_lab.pid_of(connection) == session  # the same connection, kept
         seen = connection.exec_driver_sql(f"SELECT COUNT(*) FROM sw_items WHERE id = {item}")
         assert seen.scalar() == 1
 
@@ -121,3 +124,38 @@ def test_a_commit_that_chains_a_new_transaction_is_still_rolled_back(mysql_lab: 
     _insert_and_commit(engine)
 
     assert _rollbacks_sent(engine) - before >= TRANSACTIONS
+
+
+# PyMySQL warns when the reset's ROLLBACK has to read the rest of the rows first.
+@pytest.mark.filterwarnings("ignore:Previous unbuffered result was left incomplete")
+def test_a_read_view_opened_by_a_streaming_cursor_does_not_outlive_the_checkout(
+    mysql_lab: Lab,
+) -> None:
+    engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
+    item = unique_int()
+    with engine.connect() as connection:
+        session = mysql_lab.pid_of(connection)
+        connection.commit()
+        raw = connection.connection.dbapi_connection
+        cursor = raw.cursor(pymysql.cursors.SSCursor)  # type: ignore[union-attr]
+        cursor.execute("SELECT id FROM sw_items")  # unbuffered: left half read
+        cursor.fetchone()
+    cursor.close()  # after the return: the reset's ROLLBACK read the rest already
+
+    mysql_lab.sql("INSERT INTO sw_items (id, note) VALUES (%s, 'later')", (item,))
+
+    with engine.connect() as connection:
+        assert mysql_lab.pid_of(connection) == session  # the same connection, kept
+        seen = connection.exec_driver_sql(f"SELECT COUNT(*) FROM sw_items WHERE id = {item}")
+        assert seen.scalar() == 1
+
+
+def test_a_connection_closed_after_a_commit_is_discarded_not_pooled(mysql_lab: Lab) -> None:
+    engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0), liveness="off")
+    with engine.connect() as connection:
+        first = mysql_lab.pid_of(connection)
+        connection.commit()
+        connection.connection.dbapi_connection.close()  # type: ignore[union-attr]
+
+    with engine.connect() as connection:  # liveness off: only the reset can catch it
+        assert mysql_lab.pid_of(connection) != first
