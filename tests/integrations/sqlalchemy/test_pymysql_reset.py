@@ -59,6 +59,17 @@ def _count(lab: Lab, ids: list[int]) -> int:
     return int(lab.sql(f"SELECT COUNT(*) FROM sw_items WHERE id IN ({marks})")[0][0])
 
 
+def _assert_next_checkout_sees_a_new_row(lab: Lab, engine: Engine, session: int) -> None:
+    """Commit a row elsewhere: the engine's next checkout, on the same session, must see it,
+    which it would not from inside a snapshot left open since."""
+    item = unique_int()
+    lab.sql("INSERT INTO sw_items (id, note) VALUES (%s, 'later')", (item,))
+    with engine.connect() as connection:
+        assert lab.pid_of(connection) == session  # the same connection, kept
+        seen = connection.exec_driver_sql(f"SELECT COUNT(*) FROM sw_items WHERE id = {item}")
+        assert seen.scalar() == 1
+
+
 def test_a_committed_transaction_is_not_rolled_back_again_on_return(mysql_lab: Lab) -> None:
     plain = mysql_lab.engine(pool_size=1, max_overflow=0)
     hardened = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
@@ -97,7 +108,6 @@ def test_a_transaction_opened_by_raw_dbapi_use_after_a_commit_is_rolled_back(
 def test_a_read_view_opened_after_a_commit_does_not_outlive_the_checkout(mysql_lab: Lab) -> None:
     """A bare SELECT opens a REPEATABLE READ snapshot; the next checkout must not inherit it."""
     engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
-    item = unique_int()
     with engine.connect() as connection:
         session = mysql_lab.pid_of(connection)
         connection.commit()
@@ -106,12 +116,7 @@ def test_a_read_view_opened_after_a_commit_does_not_outlive_the_checkout(mysql_l
         cursor.fetchall()
         cursor.close()
 
-    mysql_lab.sql("INSERT INTO sw_items (id, note) VALUES (%s, 'later')", (item,))
-
-    with engine.connect() as connection:
-        assert mysql_lab.pid_of(connection) == session  # the same connection, kept
-        seen = connection.exec_driver_sql(f"SELECT COUNT(*) FROM sw_items WHERE id = {item}")
-        assert seen.scalar() == 1
+    _assert_next_checkout_sees_a_new_row(mysql_lab, engine, session)
 
 
 def test_a_commit_that_chains_a_new_transaction_is_still_rolled_back(mysql_lab: Lab) -> None:
@@ -132,7 +137,6 @@ def test_a_read_view_opened_by_a_streaming_cursor_does_not_outlive_the_checkout(
     mysql_lab: Lab,
 ) -> None:
     engine = harden(mysql_lab.engine(pool_size=1, max_overflow=0))
-    item = unique_int()
     with engine.connect() as connection:
         session = mysql_lab.pid_of(connection)
         connection.commit()
@@ -142,12 +146,7 @@ def test_a_read_view_opened_by_a_streaming_cursor_does_not_outlive_the_checkout(
         cursor.fetchone()
     cursor.close()  # after the return: the reset's ROLLBACK read the rest already
 
-    mysql_lab.sql("INSERT INTO sw_items (id, note) VALUES (%s, 'later')", (item,))
-
-    with engine.connect() as connection:
-        assert mysql_lab.pid_of(connection) == session  # the same connection, kept
-        seen = connection.exec_driver_sql(f"SELECT COUNT(*) FROM sw_items WHERE id = {item}")
-        assert seen.scalar() == 1
+    _assert_next_checkout_sees_a_new_row(mysql_lab, engine, session)
 
 
 def test_a_connection_closed_after_a_commit_is_discarded_not_pooled(mysql_lab: Lab) -> None:
