@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench compat
+	$(BIN)/ruff format --check src tests bench compat
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -38,6 +38,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/liveness.py || status=1; \
 	$(BIN)/python bench/reaper.py --sizes 20,1000 || status=1; \
 	exit $$status
+
+## make compat: Django's and SQLAlchemy's own tests, plain and with sessionward
+# Needs both servers; fails if a test that passes plain fails with sessionward.
+compat: $(STAMP)
+	$(BIN)/python compat/run.py $(COMPAT_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

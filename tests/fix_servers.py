@@ -7,6 +7,8 @@
   create databases, users and kill sessions.
 - ``SESSIONWARD_REQUIRE_SERVERS=1`` (CI): a test that would skip for a missing
   server fails instead.
+- ``SESSIONWARD_REQUIRE_MYSQLCLIENT=1`` (CI): likewise for a test that skips
+  because mysqlclient (``MySQLdb``) is not installed.
 
 Each test gets its own database and roles, named ``sw_<random>``, so tests
 never touch each other's sessions.
@@ -31,6 +33,9 @@ from sessionward.core import parse_target
 PG_ENV = "SESSIONWARD_TEST_PG_DSN"
 MYSQL_ENV = "SESSIONWARD_TEST_MYSQL_DSN"
 REQUIRE_ENV = "SESSIONWARD_REQUIRE_SERVERS"
+#: CI installs mysqlclient (it needs libmariadb-dev to build): there, a test that
+#: skips because ``MySQLdb`` cannot be imported fails instead.
+REQUIRE_MYSQLCLIENT_ENV = "SESSIONWARD_REQUIRE_MYSQLCLIENT"
 
 
 #: A pid no session can have: above Linux's largest pid_max (2**22) and far past
@@ -386,3 +391,18 @@ def victims() -> Iterator[Any]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_superuser: the test creates roles")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if (
+        report.skipped
+        and os.environ.get(REQUIRE_MYSQLCLIENT_ENV, "") not in ("", "0")
+        and "MySQLdb" in str(report.longrepr)
+    ):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{report.longrepr} ({REQUIRE_MYSQLCLIENT_ENV}=1 turns this skip into a failure)"
+        )
+    return report

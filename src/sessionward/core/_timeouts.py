@@ -16,6 +16,19 @@ DEFAULT_MAX_KEEPALIVE_PROBES = 3
 #: Unacknowledged data gives up after the same minute the keepalives take.
 DEFAULT_TCP_USER_TIMEOUT_SECONDS = 60.0
 
+#: The largest TCP settings Linux takes: milliseconds in a signed 32-bit int (about
+#: 24.8 days), 32767 s for keepalive idle and interval, and 127 probes.  A larger value
+#: would fail every connect, so it is refused here, once.
+MAX_MILLISECOND_SECONDS = (2**31 - 1) / 1000
+MAX_KEEPALIVE_SECONDS = 32767.0
+MAX_KEEPALIVE_PROBES = 127
+
+_MOST = {
+    "keepalive_idle_seconds": MAX_KEEPALIVE_SECONDS,
+    "keepalive_interval_seconds": MAX_KEEPALIVE_SECONDS,
+    "tcp_user_timeout_seconds": MAX_MILLISECOND_SECONDS,
+}
+
 #: Limits enforced by the server; 0 means "no limit", ``None`` the server's default.
 SERVER_FIELDS = (
     "statement_seconds",
@@ -88,10 +101,13 @@ class Timeouts:
             _set(self, name, _seconds(name, getattr(self, name), allow_zero=False))
         probes = self.max_keepalive_probes
         if probes is not None and (
-            isinstance(probes, bool) or not isinstance(probes, int) or probes < 1
+            isinstance(probes, bool)
+            or not isinstance(probes, int)
+            or not 1 <= probes <= MAX_KEEPALIVE_PROBES
         ):
             raise ConfigurationError(
-                f"Timeouts.max_keepalive_probes must be a whole number >= 1, not {probes!r}"
+                "Timeouts.max_keepalive_probes must be a whole number from 1 to "
+                f"{MAX_KEEPALIVE_PROBES}, not {probes!r}"
             )
 
     def evolve(self, **changes: Any) -> Timeouts:
@@ -119,12 +135,23 @@ class Timeouts:
 def _seconds(name: str, value: object, *, allow_zero: bool) -> float | None:
     if value is None:
         return None
+    # Server limits are checked against each server's own range where they are applied.
+    most = _MOST.get(name, math.inf)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-        if math.isfinite(seconds) and (seconds > 0 or (allow_zero and seconds == 0)):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
+        if math.isfinite(seconds) and (0 < seconds <= most or (allow_zero and seconds == 0)):
             return seconds
-    bound = ">= 0" if allow_zero else "> 0 (None for the system default)"
-    raise ConfigurationError(f"Timeouts.{name} must be a number of seconds {bound}, not {value!r}")
+    bound = ">= 0" if allow_zero else "> 0"
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    upto = f" and <= {most:.0f}" if math.isfinite(most) else ""
+    raise ConfigurationError(
+        f"Timeouts.{name} must be a number of seconds {bound}{upto}"
+        f"{'' if allow_zero else ' (None for the system default)'}, not {shown}"
+    )
 
 
 def _set(timeouts: Timeouts, name: str, value: float | None) -> None:

@@ -312,6 +312,51 @@ def mysql_connect_timeout(timeouts: Timeouts) -> dict[str, Any]:
     return {"connect_timeout": timeouts.connect_seconds or None}
 
 
+def mysqlclient_connect_timeout(timeouts: Timeouts) -> dict[str, Any]:
+    """mysqlclient's ``connect_timeout``: whole seconds, rounded up.
+
+    0 ("wait forever") leaves it out: mysqlclient then waits as long as the
+    operating system does.
+
+    >>> mysqlclient_connect_timeout(Timeouts(connect_seconds=0.2))
+    {'connect_timeout': 1}
+    >>> mysqlclient_connect_timeout(Timeouts(connect_seconds=0))
+    {}
+    """
+    if not timeouts.connect_seconds:
+        return {}
+    return {"connect_timeout": round_up(timeouts.connect_seconds)}
+
+
+def mysql_init_command(
+    timeouts: Timeouts,
+    *,
+    flavor: Flavor,
+    allow_partial: bool,
+    server_version: str | None,
+    init_command: str | None,
+) -> dict[str, Any]:
+    """``init_command`` for PyMySQL or mysqlclient: the limits, joined with the caller's own."""
+    server = mysql_server(server_version) if server_version else None
+    assignments = mysql_assignments(
+        timeouts, flavor=flavor, allow_partial=allow_partial, server=server
+    )
+    command = merge_init_command(assignments.init_command(), init_command)
+    return {"init_command": command} if command else {}
+
+
+def apply_mysql_timeouts(connection: Any, timeouts: Timeouts, *, allow_partial: bool) -> None:
+    """Set the server limits on an open PyMySQL or mysqlclient connection.
+
+    The flavour and version come from the server's handshake.
+    """
+    server = mysql_server(connection.get_server_info())
+    assignments = mysql_assignments(
+        timeouts, flavor=server.flavor, allow_partial=allow_partial, server=server
+    )
+    set_mysql_variables(connection, assignments.for_flavor(server.flavor))
+
+
 def _statement_refusal(flavor: Flavor, where: str) -> str:
     if flavor == "auto":
         return (

@@ -6,8 +6,12 @@ keepalives and the connect timeout on every connection the engine makes.
 connection, by error code, and keeps the server's reason psycopg2 would lose.
 ``harden(engine)`` replaces dead pooled connections at checkout without a round
 trip, retires them before the server's idle limit and records who holds each
-one (``holders(engine)``).  ``transaction(Session)`` commits, rolls back and
-closes, and as a decorator reruns the whole unit when that is safe.
+one (``holders(engine)``); should it fail on a connection it falls back to a
+ping at checkout and says so once (``FallbackWarning``).  The ``sessionward``
+SQLAlchemy plugin (``create_engine(url, plugins=["sessionward"])`` or
+``?plugin=sessionward``) hardens an engine from its URL.  ``transaction(Session)``
+commits, rolls back and closes, and as a decorator reruns the whole unit when
+that is safe.
 """
 
 from ..core import DriverNotInstalled
@@ -22,6 +26,7 @@ except ImportError:
 from ..integrations.sqlalchemy import (
     Backoff,
     ConcurrentUse,
+    FallbackWarning,
     Holder,
     LeakWarning,
     PoolTimeout,
@@ -36,6 +41,7 @@ from ..integrations.sqlalchemy import (
 __all__ = [
     "Backoff",
     "ConcurrentUse",
+    "FallbackWarning",
     "Holder",
     "LeakWarning",
     "PoolTimeout",

@@ -7,8 +7,11 @@ wherever the test acts from outside (terminates a backend, restarts the
 server, counts sessions).
 
 - ``SW_OUT_DRIVER``: ``psycopg``, ``psycopg2`` (psycopg 3 hidden, so Django
-  falls back to it) or ``pymysql`` (installed as ``MySQLdb``)
-- ``SW_OUT_ENGINE``: ``django`` or ``sessionward`` (the ``ENGINE`` package)
+  falls back to it), ``pymysql`` (installed as ``MySQLdb``) or ``mysqlclient``
+  (the real ``MySQLdb``)
+- ``SW_OUT_ENGINE``: ``django``, ``sessionward`` (the ``ENGINE`` package) or
+  ``refusing`` (a user's subclass of ours, in ``refusing_engine``)
+- ``SW_OUT_HEALTH_CHECKS``: ``1`` for ``CONN_HEALTH_CHECKS``
 - ``SW_OUT_MODE``: ``plain`` (Django alone, the control) or ``ours``
 - ``SW_OUT_KEEP``: ``1`` for ``keep=True``
 - ``SW_OUT_NAME``, ``SW_OUT_HOST``, ``SW_OUT_PORT``, ``SW_OUT_USER``, ``SW_OUT_PASSWORD``
@@ -27,7 +30,7 @@ import traceback
 from typing import Any
 
 DRIVER = os.environ.get("SW_OUT_DRIVER", "psycopg")
-VENDOR = "mysql" if DRIVER == "pymysql" else "postgresql"
+VENDOR = "mysql" if DRIVER in ("pymysql", "mysqlclient") else "postgresql"
 OURS = os.environ.get("SW_OUT_MODE", "ours") == "ours"
 KEEP = os.environ.get("SW_OUT_KEEP") == "1"
 EXISTING_ID = 1
@@ -52,6 +55,10 @@ def wait_go() -> None:
 def configure() -> None:
     if DRIVER == "psycopg2":
         sys.modules["psycopg"] = None  # type: ignore[assignment]
+    elif DRIVER == "mysqlclient":
+        import MySQLdb
+
+        assert MySQLdb.__name__ == "MySQLdb"  # not PyMySQL installed under that name
     elif DRIVER == "pymysql":
         import pymysql
 
@@ -63,7 +70,10 @@ def configure() -> None:
 
     from sessionward import Timeouts
 
-    prefix = "sessionward.django" if os.environ.get("SW_OUT_ENGINE") == "sessionward" else "django"
+    engine = {
+        "sessionward": f"sessionward.django.db.backends.{VENDOR}",
+        "refusing": "tests.integrations.django_outside.refusing_engine",
+    }.get(os.environ.get("SW_OUT_ENGINE", ""), f"django.db.backends.{VENDOR}")
     options: dict[str, Any] = {}
     if os.environ.get("SW_OUT_TIMEOUTS") == "1":
         options["sessionward_timeouts"] = Timeouts(statement_seconds=7, lock_seconds=3)
@@ -72,7 +82,7 @@ def configure() -> None:
     settings.configure(
         DATABASES={
             "default": {
-                "ENGINE": f"{prefix}.db.backends.{VENDOR}",
+                "ENGINE": engine,
                 "NAME": os.environ["SW_OUT_NAME"],
                 "HOST": os.environ.get("SW_OUT_HOST", ""),
                 "PORT": os.environ.get("SW_OUT_PORT", ""),
@@ -84,6 +94,7 @@ def configure() -> None:
                     else float(os.environ.get("SW_OUT_MAX_AGE", "0"))
                 ),
                 "OPTIONS": options,
+                "CONN_HEALTH_CHECKS": os.environ.get("SW_OUT_HEALTH_CHECKS") == "1",
             }
         },
         INSTALLED_APPS=[],
@@ -118,6 +129,12 @@ def backend_pid() -> int | None:
         return int(raw.thread_id())
     except Exception:
         return None
+
+
+def server_pid() -> int:
+    """The server pid of this thread's connection, asked with a statement (a cursor)."""
+    row = sql("SELECT CONNECTION_ID()" if VENDOR == "mysql" else "SELECT pg_backend_pid()")
+    return int(row[0][0])
 
 
 def failure(error: BaseException) -> dict[str, Any]:
@@ -321,7 +338,67 @@ def pool_edges() -> None:
     wait_go()
 
 
+def health() -> None:
+    """Django's health check decides through ``is_usable()``: a subclass saying no is obeyed.
+
+    ``close_old_connections()`` is what Django runs when a request starts.
+    """
+    from unittest import mock
+
+    from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    connection = connections[DEFAULT_DB_ALIAS]  # the wrapper, not django.db's proxy
+
+    # Django's own check for this vendor: the round trip our is_usable() saves.
+    django_class = next(
+        cls for cls in type(connection).__mro__
+        if cls.__module__.startswith("django.db.backends.") and "is_usable" in vars(cls)
+    )  # fmt: skip
+    assert django_class is not BaseDatabaseWrapper
+    with mock.patch.object(
+        django_class, "is_usable", autospec=True, side_effect=django_class.is_usable
+    ) as round_trips:
+        first = server_pid()
+        close_old_connections()
+        kept = server_pid()
+        quiet_round_trips = round_trips.call_count
+        close_old_connections()
+        connection.refuse = True  # the subclass's is_usable() says no from now on
+        replaced = server_pid()
+        # Django checks once per request: the rest of it goes on with the new one.
+        still = server_pid()
+        connection.refuse = False
+    emit(
+        "health", first=first, kept=kept, replaced=replaced, still=still,
+        refusals=connection.refusals, quiet_round_trips=quiet_round_trips,
+        repr=repr(connection),
+    )  # fmt: skip
+    wait_go()
+
+
+def killed() -> None:
+    """A session killed from outside: replaced at the next request, and within one."""
+    from django.db import close_old_connections
+
+    server_pid()
+    for step in ("request", "cursor"):
+        emit("idle", step=step, pid=backend_pid())
+        wait_go()
+        if step == "request":
+            close_old_connections()
+        try:
+            pid = server_pid()
+        except Exception as error:
+            emit("after", step=step, ok=False, **failure(error))
+            return
+        emit("after", step=step, ok=True, pid=pid)
+    wait_go()
+
+
 SCENARIOS = {
+    "health": health,
+    "killed": killed,
     "pool_edges": pool_edges,
     "pool": pool,
     "script": script,

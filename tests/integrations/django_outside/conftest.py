@@ -20,6 +20,8 @@ from tests.fix_servers import Server
 from tests.integrations.django_project import clean_environ
 
 ROOT = Path(__file__).resolve().parents[3]
+# An ENGINE package the child processes load; not a test module.
+collect_ignore = ["refusing_engine"]
 EXISTING_ID = 1
 
 
@@ -165,6 +167,13 @@ class App:
             time.sleep(0.02)
         return sessions
 
+    def sessions_once_gone_but(self, pid: int, timeout: float = 5) -> set[int]:
+        """The app's sessions once only ``pid`` is left, or those there after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (sessions := self.sessions()) != {pid} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return sessions
+
     def terminate(self, pid: int) -> None:
         if self.engine == "postgresql":
             self.server.execute("SELECT pg_terminate_backend(%s)", (pid,))
@@ -201,9 +210,19 @@ def pg_app(pg: Server, request: pytest.FixtureRequest) -> Iterator[App]:
     app.close()
 
 
-@pytest.fixture
-def mysql_app(mysql: Server) -> Iterator[App]:
-    """The app on MariaDB, through PyMySQL installed as ``MySQLdb``."""
-    app = App(mysql, "pymysql")
+MYSQLCLIENT_MISSING = "mysqlclient not installed (needs libmariadb-dev and pkg-config to build)"
+
+
+def mysql_driver(name: str) -> str:
+    """``name``, once its module is importable (mysqlclient may not be built here)."""
+    if name == "mysqlclient":
+        pytest.importorskip("MySQLdb", reason=MYSQLCLIENT_MISSING)
+    return name
+
+
+@pytest.fixture(params=["pymysql", "mysqlclient"])
+def mysql_app(mysql: Server, request: pytest.FixtureRequest) -> Iterator[App]:
+    """The app on MariaDB, through PyMySQL installed as ``MySQLdb`` and through mysqlclient."""
+    app = App(mysql, mysql_driver(request.param))
     yield app
     app.close()

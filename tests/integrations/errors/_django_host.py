@@ -11,8 +11,8 @@ Each session is a ``DatabaseWrapper`` living in its own thread, as Django
 expects; statements run through Django's cursor, so errors arrive wrapped by
 Django (``django.db.utils.OperationalError`` …), and the reply carries what
 ``classify`` and ``translate`` made of them.  DRIVER is ``psycopg``,
-``psycopg2`` (psycopg 3 is hidden so Django falls back to it) or ``pymysql``
-(installed as ``MySQLdb``).
+``psycopg2`` (psycopg 3 is hidden so Django falls back to it), ``pymysql``
+(installed as ``MySQLdb``) or ``mysqlclient`` (the real ``MySQLdb``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any
 from sessionward import Timeouts
 from sessionward.core import parse_target
 from sessionward.integrations.django._timeouts import database_options
+from sessionward.integrations.mysqlclient import mysqlclient_kwargs
 from sessionward.integrations.psycopg import psycopg_kwargs
 from sessionward.integrations.psycopg2 import psycopg2_kwargs
 from sessionward.integrations.pymysql import pymysql_kwargs
@@ -34,11 +35,34 @@ ROOT = Path(__file__).resolve().parents[3]
 LAYERS = ("driver", "sqlalchemy", "django")
 PG_DRIVERS = ("psycopg", "psycopg2")
 MYSQL_DRIVERS = ("pymysql",)
+#: mysqlclient builds against a C library: its rows run where it is installed.
+MYSQLCLIENT = "mysqlclient"
 _SQLALCHEMY_SCHEMES = {
     "psycopg": "postgresql+psycopg",
     "psycopg2": "postgresql+psycopg2",
     "pymysql": "mysql+pymysql",
+    MYSQLCLIENT: "mysql+mysqldb",
 }
+
+
+def engine_of(driver: str) -> str:
+    return "mysql" if driver in ("pymysql", MYSQLCLIENT) else "postgresql"
+
+
+def mysqlclient_connect(url: str, **kwargs: Any) -> Any:
+    """A mysqlclient connection in autocommit mode, as ``mysql_connect`` makes with PyMySQL."""
+    import MySQLdb
+
+    target = parse_target(url)
+    return MySQLdb.connect(
+        host=target.host or "localhost",
+        port=target.port or 3306,
+        user=target.user or "root",
+        password=target.password or "",
+        database=target.database or "",
+        autocommit=True,
+        **kwargs,
+    )
 
 
 class DbSession:
@@ -101,13 +125,15 @@ class DriverSession(DbSession):
             kwargs = psycopg_kwargs(timeouts, server_version=server_version)
         elif driver == "psycopg2":
             kwargs = psycopg2_kwargs(timeouts, server_version=server_version)
+        elif driver == MYSQLCLIENT:
+            kwargs = mysqlclient_kwargs(timeouts, flavor="mariadb", server_version=server_version)
         else:
             kwargs = pymysql_kwargs(timeouts, flavor="mariadb", server_version=server_version)
         self.conn: Any = None
         failure = outcome_of(lambda: self._connect(url, kwargs)).failure
         if failure is not None:
             raise ConnectError(failure)
-        super().__init__("mysql" if driver == "pymysql" else "postgresql")
+        super().__init__(engine_of(driver))
 
     def _connect(self, url: str, kwargs: dict[str, Any]) -> list[Any]:
         if self.driver == "psycopg":
@@ -119,6 +145,8 @@ class DriverSession(DbSession):
 
             self.conn = psycopg2.connect(url, **kwargs)
             self.conn.autocommit = True
+        elif self.driver == MYSQLCLIENT:
+            self.conn = mysqlclient_connect(url, **kwargs)
         else:
             self.conn = mysql_connect(url, **kwargs)
         return []
@@ -165,7 +193,7 @@ class SQLAlchemySession(DbSession):
         if failure is not None:
             self.engine_.dispose()
             raise ConnectError(failure)
-        super().__init__("mysql" if driver == "pymysql" else "postgresql")
+        super().__init__(engine_of(driver))
 
     def _connect(self) -> list[Any]:
         self.conn = self.engine_.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -201,7 +229,7 @@ class DjangoSession(DbSession):
         if first.failure is not None:
             self.close()
             raise ConnectError(first.failure)
-        super().__init__("mysql" if host.driver == "pymysql" else "postgresql")
+        super().__init__(engine_of(host.driver))
 
     def execute(self, sql: str) -> Outcome:
         return Outcome.from_json(self.host.request(op="execute", session=self.name, sql=sql))
@@ -293,7 +321,7 @@ class DjangoHost:
 
 def django_entry(driver: str, url: str, options: dict[str, Any]) -> dict[str, Any]:
     target = parse_target(url)
-    engine = "mysql" if driver == "pymysql" else "postgresql"
+    engine = engine_of(driver)
     return {
         "ENGINE": f"django.db.backends.{engine}",
         "NAME": target.database or "",
@@ -322,7 +350,7 @@ def open_session(
         return DriverSession(driver, url, timeouts, server_version)
     if layer == "sqlalchemy":
         return SQLAlchemySession(driver, url, timeouts)
-    if driver == "pymysql":
+    if engine_of(driver) == "mysql":
         options = database_options(timeouts, "mysql", server_version=server_version)
     else:
         options = database_options(timeouts, "postgresql", server_version=server_version)

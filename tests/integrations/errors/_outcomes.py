@@ -106,6 +106,8 @@ def _qualified(cls: type) -> str:
 
 
 _RAISED_BY_LAYER = {"sqlalchemy": "sqlalchemy.exc.", "django": "django.db.utils."}
+#: The module a driver raises from, where it differs from the driver's name.
+_DRIVER_MODULE = {"mysqlclient": "MySQLdb"}
 
 
 def assert_ended(failure: Failure | None, expected: type, *, layer: str, driver: str) -> None:
@@ -115,6 +117,7 @@ def assert_ended(failure: Failure | None, expected: type, *, layer: str, driver:
     assert failure.translated == expected.__name__, failure
     assert failure.cause_kept, failure
     assert failure.pickles, failure
-    prefix = _RAISED_BY_LAYER.get(layer, f"{driver}.")
+    module = _DRIVER_MODULE.get(driver, driver)
+    prefix = _RAISED_BY_LAYER.get(layer, f"{module}.")
     assert failure.raised.startswith(prefix), failure
-    assert failure.driver_error.startswith(f"{driver}."), failure
+    assert failure.driver_error.startswith(f"{module}."), failure

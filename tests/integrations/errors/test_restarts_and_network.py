@@ -9,6 +9,7 @@ each combination is checked by its own test.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -20,13 +21,36 @@ import pytest
 from sessionward.errors import ConnectionLost, ServerShuttingDown, SessionTerminated
 from tests.fix_proxy import Proxy
 from tests.fix_servers import Server, missing_server
-from tests.integrations.errors._layers import LAYERS, PG_DRIVERS, ConnectError, DbSession
+from tests.integrations.errors._layers import (
+    LAYERS,
+    MYSQLCLIENT,
+    PG_DRIVERS,
+    ConnectError,
+    DbSession,
+)
 from tests.integrations.errors._outcomes import Failure, assert_ended
 from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
 from tests.integrations.errors.conftest import Lab, make_lab
 
 PG_COMBOS = [(layer, driver) for layer in LAYERS for driver in PG_DRIVERS]
-MYSQL_COMBOS = [(layer, "pymysql") for layer in LAYERS]
+#: mysqlclient builds against a C library: its combinations run where it is installed.
+HAS_MYSQLCLIENT = importlib.util.find_spec("MySQLdb") is not None
+MYSQL_COMBOS = [
+    (layer, driver)
+    for layer in LAYERS
+    for driver in ("pymysql", *((MYSQLCLIENT,) if HAS_MYSQLCLIENT else ()))
+]
+MYSQL_PARAMS = MYSQL_COMBOS + [
+    pytest.param(
+        layer,
+        MYSQLCLIENT,
+        marks=pytest.mark.skip(
+            reason="mysqlclient not installed (needs libmariadb-dev and pkg-config to build)"
+        ),
+    )
+    for layer in LAYERS
+    if not HAS_MYSQLCLIENT
+]
 STATES = ("idle", "busy")
 PG_SLEEP = "SELECT pg_sleep(10)"
 MYSQL_SLEEP = "SELECT SLEEP(10)"
@@ -199,7 +223,7 @@ def mariadb_restart(own_mariadb: tuple[OwnMariaDB, Lab]) -> Outcomes:
 
 
 @pytest.mark.parametrize("state", STATES)
-@pytest.mark.parametrize(("layer", "driver"), MYSQL_COMBOS)
+@pytest.mark.parametrize(("layer", "driver"), MYSQL_PARAMS)
 def test_mariadb_restart(mariadb_restart: Outcomes, layer: str, driver: str, state: str) -> None:
     """MariaDB says nothing when it shuts down: 2013 for every session."""
     ended = mariadb_restart[layer, driver, state]
@@ -265,7 +289,7 @@ def mariadb_network_cut(own_mariadb: tuple[OwnMariaDB, Lab]) -> Iterator[Outcome
 
 
 @pytest.mark.parametrize("state", STATES)
-@pytest.mark.parametrize(("layer", "driver"), MYSQL_COMBOS)
+@pytest.mark.parametrize(("layer", "driver"), MYSQL_PARAMS)
 def test_mariadb_network_cut(
     mariadb_network_cut: Outcomes, layer: str, driver: str, state: str
 ) -> None:

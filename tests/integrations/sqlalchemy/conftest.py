@@ -26,7 +26,17 @@ SCHEMES = {
     "psycopg": "postgresql+psycopg",
     "psycopg2": "postgresql+psycopg2",
     "pymysql": "mysql+pymysql",
+    "mysqldb": "mysql+mysqldb",
 }
+#: mysqlclient needs a C library to build; where it is missing its tests skip, saying so.
+MYSQLCLIENT_MISSING = (
+    "mysqlclient (MySQLdb) is not installed: it builds against libmariadb-dev "
+    "(or libmysqlclient-dev) found with pkg-config; pip install 'sessionward[mysqlclient]'"
+)
+
+
+def need_mysqlclient() -> None:
+    pytest.importorskip("MySQLdb", reason=MYSQLCLIENT_MISSING)
 
 
 def sqlalchemy_url(url: str, driver: str) -> str:
@@ -143,6 +153,7 @@ def _params() -> list[Any]:
         for driver in ("psycopg", "psycopg2"):
             params.append(pytest.param((which, driver), id=f"pg-{which}-{driver}"))
     params.append(pytest.param(("mysql", "pymysql"), id="mysql-pymysql"))
+    params.append(pytest.param(("mysql", "mysqldb"), id="mysql-mysqldb"))
     return params
 
 
@@ -183,8 +194,11 @@ def sqla_databases() -> Iterator[_Databases]:
 
 @pytest.fixture(params=_params())
 def lab(request: pytest.FixtureRequest, sqla_databases: _Databases) -> Iterator[Lab]:
-    """Each driver on its servers: psycopg 3 and psycopg2 on each PostgreSQL, PyMySQL on MariaDB."""
+    """Each driver on its servers: psycopg 3 and psycopg2 on each PostgreSQL, PyMySQL and
+    mysqlclient on MariaDB."""
     which, driver = request.param
+    if driver == "mysqldb":
+        need_mysqlclient()
     server = _mysql_server() if which == "mysql" else _pg_server(request, which)
     made = Lab(server, sqla_databases.on(server), driver)
     yield made

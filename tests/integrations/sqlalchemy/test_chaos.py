@@ -37,7 +37,7 @@ from sessionward.errors import CommitOutcomeUnknown
 from sessionward.sqlalchemy import Backoff, harden, holders, transaction
 from tests.fix_servers import mysql_connect
 from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
-from tests.integrations.sqlalchemy.conftest import sqlalchemy_url, wait_until
+from tests.integrations.sqlalchemy.conftest import need_mysqlclient, sqlalchemy_url, wait_until
 
 THREADS = 8
 ACCOUNTS = 100
@@ -272,8 +272,11 @@ def test_chaos_on_postgresql(own_pg: OwnPostgres, driver: str) -> None:
     _run(chaos, sqlalchemy_url(own_pg.url, driver), {"application_name": APPLICATION})
 
 
-def test_chaos_on_mariadb(own_mariadb: OwnMariaDB) -> None:
+@pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
+def test_chaos_on_mariadb(own_mariadb: OwnMariaDB, driver: str) -> None:
+    if driver == "mysqldb":
+        need_mysqlclient()
     chaos = Chaos("mysql", own_mariadb.url, own_mariadb.restart)
     url = own_mariadb.url.rsplit("/", 1)[0] + "/sw_chaos"
     wait_until("MariaDB answers", lambda: bool(chaos.sql("SELECT 1")))
-    _run(chaos, sqlalchemy_url(url, "pymysql"), {})
+    _run(chaos, sqlalchemy_url(url, driver), {})

@@ -6,6 +6,7 @@ import sessionward.sqlalchemy
 SQLALCHEMY_ALL = [
     "Backoff",
     "ConcurrentUse",
+    "FallbackWarning",
     "Holder",
     "LeakWarning",
     "PoolTimeout",

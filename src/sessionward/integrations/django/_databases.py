@@ -85,7 +85,7 @@ def server_url(settings_dict: Mapping[str, Any], *, database: str | None = None)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     netloc = auth + host + (f":{port}" if port else "")
-    query = f"?{urlencode(params)}" if params else ""
+    query = f"?{urlencode(params, quote_via=quote)}" if params else ""
     return f"{vendor}://{netloc}/{quote(name, safe='')}{query}"
 
 

@@ -4,6 +4,14 @@
 Django's wrapper with ``SessionwardWrapperMixin`` in front.  Only Django's
 documented backend hooks are overridden: ``get_connection_params``,
 ``is_usable`` and ``close_if_health_check_failed``.
+
+Django's health check is kept as it is: with ``CONN_HEALTH_CHECKS`` it asks
+``is_usable()`` once per request, and whatever ``is_usable()`` answers (a
+subclass's, a test's patch) decides.  Ours answers from a look at the socket
+when it is quiet, so that check costs no round trip.  On top of it, before
+every cursor outside a transaction, the engine takes the same look and
+confirms a suspicion with Django's own ping, so a connection the server ended
+is replaced even without ``CONN_HEALTH_CHECKS`` and within a request.
 """
 
 from __future__ import annotations
@@ -78,48 +86,71 @@ class SessionwardWrapperMixin:
         if self.vendor == "postgresql":
             params.setdefault("application_name", session_name())
         elif getattr(self.Database, "__name__", "") == "pymysql":
-            # A connection attribute; mysqlclient has no such argument.
+            # A connection attribute.  mysqlclient takes none, and MariaDB has
+            # no session variable a client could name itself with instead.
             params.setdefault("program_name", session_name())
         return params
 
     def is_usable(self) -> bool:
+        """Whether the connection works: a look at its socket, a round trip only if in doubt.
+
+        A quiet socket is enough, except after an error, when Django wants to
+        know the connection itself still works.  A readable socket, or a driver
+        without one (PyMySQL), gets Django's own check, as with Django's engine.
+        """
         if self.connection is None:
             return False
+        return self._sessionward_usable(trust_quiet=not self.errors_occurred, trust_recent=False)
+
+    def close_if_health_check_failed(self) -> None:
+        # Django's own check first, through is_usable(), when it wants one.
+        django_checks = (
+            self.connection is not None and self.health_check_enabled and not self.health_check_done
+        )
+        base: Any = super()
+        base.close_if_health_check_failed()
+        # Ours, before every cursor: Django's ping confirms a suspicion, so a
+        # subclass's is_usable() is asked only where Django asks it.
+        if (
+            not django_checks
+            and self._sessionward_replaceable()
+            and not self._sessionward_usable(trust_quiet=True, trust_recent=True)
+        ):
+            with suppress(Exception):  # close() forgets the connection even when it fails
+                self.close()
+        # Called before every cursor: the time since the last one is how long it sat idle.
+        self._sessionward_used_at = time.monotonic()
+
+    def _sessionward_replaceable(self) -> bool:
+        """Outside a transaction, where a new connection loses nothing."""
+        return not (
+            self.connection is None
+            or self.in_atomic_block
+            or getattr(self, "pool", None)  # Django's psycopg pool checks its own
+            or self.autocommit != self.settings_dict["AUTOCOMMIT"]
+        )
+
+    def _sessionward_usable(self, *, trust_quiet: bool, trust_recent: bool) -> bool:
+        """``trust_recent``: with no socket to look at, a connection used lately is trusted."""
         state = liveness(self.connection)
         if state is Liveness.CLOSED:
             return False
-        if state is Liveness.QUIET and not self.errors_occurred:
+        if trust_quiet and state is Liveness.QUIET:
             return True
+        if (
+            trust_recent
+            and state is Liveness.UNKNOWN
+            and self._sessionward_idle_seconds() < self._sessionward_ping_after()
+        ):
+            return True
+        # Something waits on the socket, or (no socket, PyMySQL) it sat idle
+        # long enough to be worth a ping: Django's own round trip decides.
         base: Any = super()
         return bool(base.is_usable())
 
-    def close_if_health_check_failed(self) -> None:
-        base: Any = super()
-        # Called before every cursor: the time since the last one is how long it sat idle.
-        now = time.monotonic()
-        idle_seconds = now - getattr(self, "_sessionward_used_at", now)
-        self._sessionward_used_at = now
-        if (
-            self.connection is None
-            or self.in_atomic_block
-            or getattr(self, "pool", None)
-            or self.autocommit != self.settings_dict["AUTOCOMMIT"]
-        ):
-            # Inside a transaction a silent replacement would lose it: let the error show.
-            base.close_if_health_check_failed()
-            return
-        state = liveness(self.connection)
-        if state is Liveness.QUIET or (
-            state is Liveness.UNKNOWN and idle_seconds < self._sessionward_ping_after()
-        ):
-            self.health_check_done = True
-            return
-        # Closed, something waiting on the socket, or (no socket to look at,
-        # PyMySQL) idle long enough to be worth a ping: confirm with a round trip.
-        if state is Liveness.CLOSED or not base.is_usable():
-            with suppress(Exception):
-                self.close()
-        self.health_check_done = True
+    def _sessionward_idle_seconds(self) -> float:
+        used_at = getattr(self, "_sessionward_used_at", None)
+        return 0.0 if used_at is None else time.monotonic() - used_at
 
     def _sessionward_ping_after(self) -> float:
         value = self.settings_dict["OPTIONS"].get(PING_AFTER_KEY, DEFAULT_PING_AFTER_SECONDS)

@@ -126,6 +126,8 @@ class fresh_connections(ContextDecorator):
     unit nested in one runs once, without retry.
     """
 
+    __module__ = "sessionward.django"  # where users import it from
+
     def __init__(
         self,
         *,
@@ -239,6 +241,8 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     opened them.  ``shutdown(wait=False)`` queues one close per worker and
     returns; a worker busy for more than a minute may then miss its close.
     """
+
+    __module__ = "sessionward.django"  # where users import it from
 
     #: How often ``shutdown()`` looks whether every worker has closed its connections.
     SHUTDOWN_POLL_SECONDS = 0.01

@@ -9,7 +9,7 @@ change also arrives unasked): the caller confirms it with a real round trip.
 
 Only public driver API is read: ``fileno()`` (psycopg 3, psycopg2,
 mysqlclient), ``closed``/``broken`` (psycopg), ``closed`` (psycopg2), ``open``
-(PyMySQL).  PyMySQL has no public ``fileno()``: its connections are ``UNKNOWN``
+(PyMySQL, mysqlclient).  PyMySQL has no public ``fileno()``: its connections are ``UNKNOWN``
 and the caller falls back to a ping.
 """
 
@@ -87,5 +87,5 @@ def _driver_says_closed(raw: Any) -> bool:
     closed = getattr(raw, "closed", None)  # psycopg 3 (bool), psycopg2 (int)
     if isinstance(closed, (bool, int)) and closed:
         return True
-    is_open = getattr(raw, "open", None)  # PyMySQL
-    return is_open is False
+    is_open = getattr(raw, "open", None)  # PyMySQL (bool), mysqlclient (int)
+    return isinstance(is_open, (bool, int)) and not is_open

@@ -14,6 +14,10 @@ from ..._control import DEFAULT_WAIT_SECONDS
 from ...core import redact_url
 from ._leftovers import TestDatabasePlan, end_test_database_sessions, plan_test_databases
 
+#: Where users name these classes (``TEST_RUNNER``), so reprs, pickles and
+#: Django's own messages say so too.
+PUBLIC_MODULE = "sessionward.django"
+
 
 class SessionwardTestRunnerMixin:
     """End the sessions left on the test databases before Django creates and drops them.
@@ -27,6 +31,8 @@ class SessionwardTestRunnerMixin:
     is ended, superusers' included, since a test database is a throwaway copy.
     One line per session ended goes through the runner's ``log``.
     """
+
+    __module__ = PUBLIC_MODULE
 
     #: How long to wait for each leftover session to leave.
     sessionward_wait_seconds: float = DEFAULT_WAIT_SECONDS
@@ -110,6 +116,7 @@ class TestRunner(SessionwardTestRunnerMixin, DiscoverRunner):  # type: ignore[mi
     ``TEST_RUNNER = "sessionward.django.TestRunner"``.
     """
 
+    __module__ = PUBLIC_MODULE
     __test__ = False  # a runner, not a test class for pytest to collect
 
 

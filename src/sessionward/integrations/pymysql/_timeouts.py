@@ -5,14 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core import Timeouts
-from .._timeouts import (
-    Flavor,
-    merge_init_command,
-    mysql_assignments,
-    mysql_connect_timeout,
-    mysql_server,
-    set_mysql_variables,
-)
+from .._timeouts import Flavor, apply_mysql_timeouts, mysql_connect_timeout, mysql_init_command
 
 
 def pymysql_kwargs(
@@ -45,14 +38,13 @@ def pymysql_kwargs(
     ...                      flavor="mariadb")["init_command"])
     SET SESSION innodb_lock_wait_timeout=2, lock_wait_timeout=2, max_statement_time=0.5
     """
-    server = mysql_server(server_version) if server_version else None
-    assignments = mysql_assignments(
-        timeouts, flavor=flavor, allow_partial=allow_partial, server=server
+    kwargs = mysql_init_command(
+        timeouts,
+        flavor=flavor,
+        allow_partial=allow_partial,
+        server_version=server_version,
+        init_command=init_command,
     )
-    kwargs: dict[str, Any] = {}
-    command = merge_init_command(assignments.init_command(), init_command)
-    if command:
-        kwargs["init_command"] = command
     kwargs.update(mysql_connect_timeout(timeouts))
     return kwargs
 
@@ -62,8 +54,4 @@ def apply_timeouts(connection: Any, timeouts: Timeouts, *, allow_partial: bool =
 
     The flavour and version come from the server's handshake.
     """
-    server = mysql_server(connection.get_server_info())
-    assignments = mysql_assignments(
-        timeouts, flavor=server.flavor, allow_partial=allow_partial, server=server
-    )
-    set_mysql_variables(connection, assignments.for_flavor(server.flavor))
+    apply_mysql_timeouts(connection, timeouts, allow_partial=allow_partial)

@@ -4,13 +4,14 @@ whole-transaction retry and hardened pools, through its public events."""
 from ...core import ConcurrentUse
 from ._backoff import Backoff
 from ._errors import classify_errors
-from ._harden import Holder, LeakWarning, PoolTimeout, QueuePool, harden, holders
+from ._harden import FallbackWarning, Holder, LeakWarning, PoolTimeout, QueuePool, harden, holders
 from ._timeouts import apply_timeouts
 from ._transaction import transaction
 
 __all__ = [
     "Backoff",
     "ConcurrentUse",
+    "FallbackWarning",
     "Holder",
     "LeakWarning",
     "PoolTimeout",

@@ -1,11 +1,13 @@
 """``harden(engine)``: no dead connection handed out, none kept past the server's idle limit,
 and every checked-out connection accounted for — through SQLAlchemy's public events.
 
-- ``do_connect`` (engine event): for PyMySQL, make the connection ourselves
-  (see ``_pymysql``): on our own socket, so its descriptor is known, and with a
-  ``rollback()`` that sends nothing when no transaction can be open.
+Connections are made by the engine's own path (``creator``, the ``do_connect``
+chain, ``dialect.connect``), untouched; what is needed is read from the
+connection handed over.
+
 - ``connect`` (pool event): note the socket, when the connection was made,
-  and once per connection the server's start time and idle limit.
+  and once per connection the server's start time and idle limit (and, for
+  PyMySQL, the client address that finds its socket, see ``_liveness``).
 - ``checkout``: raise ``DisconnectionError`` for a connection that is dead,
   older than a server restart seen since, or about to reach the server's idle
   limit; SQLAlchemy then replaces it before the application sees it.  Record
@@ -24,11 +26,19 @@ Instead:
   the proxy was garbage-collected without being returned: a ``LeakWarning``.
   (The callback runs before SQLAlchemy's own finalizer returns the connection:
   CPython calls the newest weak reference's callback first.)
+
+Fail open: an add-on must not break what it hardens.  Should anything of ours
+fail on a connection (the fact query on a PG-wire proxy, a server lacking a
+function, a mocked DBAPI), that connection is used as usual and pinged at every
+checkout, like ``pool_pre_ping``; the engine says so once, with a
+``FallbackWarning`` and a log line naming the cause.  The only error a listener
+of ours raises is ``DisconnectionError`` at checkout, for a connection to replace.
 """
 
 from __future__ import annotations
 
 import contextlib
+import decimal
 import functools
 import logging
 import math
@@ -49,7 +59,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool as _SAQueuePool
 
 from ...core import ConcurrentUse, ConfigurationError, Timeouts
-from . import _liveness, _pymysql
+from . import _liveness
 from ._timeouts import apply_timeouts
 
 logger = logging.getLogger("sessionward.sqlalchemy")
@@ -70,7 +80,14 @@ MIN_SCAN_INTERVAL_SECONDS = 0.01
 #: (a quick MariaDB restart is told by its connection ids starting again from 1).
 SAME_START_TOLERANCE_SECONDS = {"postgresql": 0.001, "mysql": 2.0}
 
-_DRIVERS = ("psycopg", "psycopg2", "pymysql")
+#: SQLAlchemy's names of the drivers harden() knows, and how to name them to people.
+_DRIVERS = {
+    "psycopg": "psycopg",
+    "psycopg2": "psycopg2",
+    "pymysql": "pymysql",
+    "mysqldb": "mysqldb (mysqlclient)",
+}
+SUPPORTED_DRIVERS = ", ".join(_DRIVERS.values())
 #: A ``look`` for a connection whose socket is unknown: always "something to read"
 #: (``not 0``), so it is pinged; a builtin, like ``poll``, called without a frame.
 _ALWAYS = operator.not_
@@ -89,6 +106,10 @@ _getframe = sys._getframe
 _weakref = weakref.ref
 
 Liveness = Literal["auto", "ping", "off"]
+
+
+class FallbackWarning(RuntimeWarning):
+    """``harden()`` could not do its part on a connection: it is used as usual, and pinged."""
 
 
 class LeakWarning(ResourceWarning):
@@ -142,6 +163,7 @@ class _Slot:
         "connected_at",
         "held",
         "look",
+        "plain",
         "pool_entry",
         "quiet_limit",
         "retire_after",
@@ -174,6 +196,8 @@ class _Slot:
         self.held: _Entry | None = None
         #: The checkout already reported as held too long.
         self.warned: _Entry | None = None
+        #: Fallen back to plain ping checking: nothing else of the driver is trusted.
+        self.plain = False
 
     def out(self) -> _Entry | None:
         """The checkout holding the connection now, if any."""
@@ -196,7 +220,10 @@ class _Slot:
         pool_entry = self.pool_entry()
         if pool_entry is not None and pool_entry.in_use:  # still out, so nobody else has it
             self.held = None
-            _lost(held)
+            try:
+                _lost(held)
+            except Exception:  # a weak reference callback: nowhere to raise to
+                logger.debug("reporting a lost connection failed", exc_info=True)
 
 
 def _holder(entry: _Entry) -> Holder:
@@ -225,6 +252,7 @@ def _line_of(code: Any, lasti: int) -> int | None:
 
 @dataclass(slots=True)
 class _State:
+    name: str
     driver: str
     flavour: str
     liveness: Liveness
@@ -237,6 +265,13 @@ class _State:
     closed: Callable[[Any], Any]
     started_at: float | None = None
     max_connection_id: int = 0
+    #: Restarts seen so far.
+    restarts: int = 0
+    #: Per pool entry being connected: the highest connection id and the restarts
+    #: seen before it was asked for (see ``_restarted``).
+    before_connect: weakref.WeakKeyDictionary[Any, tuple[int, int]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
     restarted_at: float = 0.0
     #: The engine's connections by ``id``; each leaves when its record drops it.  A dict
     #: rather than a WeakSet: ``list(dict.values())`` copies it in one step, while another
@@ -244,6 +279,8 @@ class _State:
     slots: dict[int, weakref.ref[_Slot]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_scan: float = 0.0
+    #: Whether the engine has said it fell back (it says so once).
+    fell_back: bool = False
 
 
 _states: weakref.WeakKeyDictionary[Engine, _State] = weakref.WeakKeyDictionary()
@@ -283,28 +320,21 @@ def harden(
     Call it right after ``create_engine``; returns the engine.
     """
     driver = engine.dialect.driver
-    if driver not in _DRIVERS or engine.dialect.is_async:
-        raise ConfigurationError(
-            f"sessionward.sqlalchemy.harden supports the synchronous psycopg, psycopg2 and "
-            f"pymysql drivers, not {engine.url.drivername!r}"
-        )
-    if liveness not in ("auto", "ping", "off"):
-        raise ConfigurationError(
-            f"harden(liveness=...) is 'auto', 'ping' or 'off', not {liveness!r}"
-        )
-    if (
-        recycle is not None
-        and recycle != "auto"
-        and (isinstance(recycle, bool) or not isinstance(recycle, (int, float)) or recycle <= 0)
-    ):
-        raise ConfigurationError(
-            f"harden(recycle=...) is 'auto', None or seconds > 0, not {recycle!r}"
-        )
+    check_driver(driver, engine.dialect.is_async, engine.url.drivername)
+    if driver == "mysqldb" and getattr(engine.dialect.dbapi, "__name__", None) == "pymysql":
+        driver = "pymysql"  # pymysql.install_as_MySQLdb(), as Django projects do
+    check_arguments(
+        liveness=liveness,
+        recycle=recycle,
+        ping_after_idle_seconds=ping_after_idle_seconds,
+        hold_warning_seconds=hold_warning_seconds,
+    )
     if engine in _states:
         raise ConfigurationError("harden() was already applied to this engine")
     if timeouts is not None:
         apply_timeouts(engine, timeouts)
     state = _State(
+        name=engine.url.render_as_string(hide_password=True),
         driver=driver,
         flavour=_flavour(engine),
         liveness=liveness,
@@ -317,9 +347,10 @@ def harden(
         closed=_liveness.closed_check(driver),
     )
     _states[engine] = state
-    if driver == "pymysql":
-        event.listen(engine, "do_connect", _pymysql_do_connect)
-    event.listen(engine, "connect", functools.partial(_on_connect, state, engine))
+    if state.flavour == "mysql":
+        # Only notes a number: the connection is still made by whatever comes next.
+        event.listen(engine, "do_connect", functools.partial(_before_connect, state))
+    event.listen(engine, "connect", functools.partial(_on_connect, state))
     event.listen(engine, "checkout", _checkout_listener(state))
     for name in ("invalidate", "soft_invalidate", "close", "detach"):
         event.listen(engine, name, functools.partial(_on_gone, state))
@@ -328,6 +359,43 @@ def harden(
         event.listen(engine, "after_cursor_execute", _leave_statement)
         event.listen(engine, "handle_error", _leave_failed_statement)
     return engine
+
+
+def check_driver(driver: str, is_async: bool, drivername: str) -> None:
+    """Raise ``ConfigurationError`` for a driver ``harden()`` does not support."""
+    if driver not in _DRIVERS or is_async:
+        raise ConfigurationError(
+            f"sessionward.sqlalchemy.harden supports the synchronous {SUPPORTED_DRIVERS} "
+            f"drivers, not {drivername!r}"
+        )
+
+
+def check_arguments(
+    *,
+    liveness: object,
+    recycle: object,
+    ping_after_idle_seconds: object,
+    hold_warning_seconds: object,
+) -> None:
+    """Raise ``ConfigurationError`` naming what is accepted, for a bad ``harden()`` argument."""
+    if liveness not in ("auto", "ping", "off"):
+        raise ConfigurationError(
+            f"harden(liveness=...) is 'auto', 'ping' or 'off', not {liveness!r}"
+        )
+    if recycle is not None and recycle != "auto" and not _positive(recycle):
+        raise ConfigurationError(
+            f"harden(recycle=...) is 'auto', None or seconds > 0, not {recycle!r}"
+        )
+    for name, value in (
+        ("ping_after_idle_seconds", ping_after_idle_seconds),
+        ("hold_warning_seconds", hold_warning_seconds),
+    ):
+        if not _positive(value):
+            raise ConfigurationError(f"harden({name}=...) is seconds > 0, not {value!r}")
+
+
+def _positive(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 
 
 def holders(engine: Engine) -> list[Holder]:
@@ -373,29 +441,92 @@ def _holders_of(pool: Any) -> list[Holder]:
 # --------------------------------------------------------------------------- events
 
 
-def _pymysql_do_connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-    connection, fd = _pymysql.connect(cargs, cparams)
-    record.info[_FD] = fd
-    return connection
+def _on_connect(state: _State, dbapi_connection: Any, record: Any) -> None:
+    """Note a new connection; on any failure of ours, fall back to a ping at checkout."""
+    connected_at = time.monotonic()
+    try:
+        _connected(state, dbapi_connection, record, connected_at)
+    except _NotTheDriver as error:
+        _fall_back(state, f"nothing is read from a new connection: {error}", None)
+        _plain_slot(state, record, connected_at)
+    except Exception as error:
+        _fall_back(state, "could not read the facts of a new connection", error)
+        _plain_slot(state, record, connected_at)
 
 
-def _on_connect(state: _State, engine: Engine, dbapi_connection: Any, record: Any) -> None:
+def _plain_slot(state: _State, record: Any, connected_at: float) -> None:
+    """A slot for a connection harden() fell back on: pinged at checkout, nothing else."""
+    with contextlib.suppress(Exception):  # the checkout adopts it otherwise
+        record.info.pop(_FD, None)
+        slot = record.info[_SLOT] = _new_slot(state, record, connected_at, math.inf)
+        slot.plain = True
+
+
+class _NotTheDriver(TypeError):
+    """A connection that is not the driver's own: a mock, a stand-in, a wrapper that hides it."""
+
+
+def _connected(state: _State, dbapi_connection: Any, record: Any, connected_at: float) -> None:
     info = record.info
+    info.pop(_FD, None)  # a record reconnecting keeps its info
+    before = state.before_connect.pop(record, None)
+    if not _liveness.is_driver_connection(state.driver, dbapi_connection):
+        # Nothing is asked of it, not even fileno(): it may be a mock counting calls.
+        raise _NotTheDriver(
+            f"{type(dbapi_connection).__qualname__} is not a {_DRIVERS[state.driver]} connection"
+        )
     fd = _liveness.descriptor(state.driver, dbapi_connection)
-    if fd is not None:
-        info[_FD] = fd
     retire = math.inf
     if state.liveness == "auto" or state.recycle == "auto":
-        started_at, idle_limit, connection_id = _facts(state, dbapi_connection)
-        if state.recycle == "auto" and idle_limit:
-            retire = retire_after(idle_limit)
-        if started_at is not None and _restarted(state, started_at, connection_id):
+        facts = _facts(state, dbapi_connection)
+        if state.recycle == "auto" and facts.idle_limit:
+            retire = retire_after(facts.idle_limit)
+        if state.driver == "pymysql" and state.liveness == "auto":
+            fd = _pymysql_socket(dbapi_connection, facts.client_address)
+        if facts.started_at is not None and _restarted(
+            state, facts.started_at, facts.connection_id, before
+        ):
             logger.warning(
-                "%s: the server restarted; older pooled connections are replaced",
-                engine.url.render_as_string(hide_password=True),
+                "%s: the server restarted; older pooled connections are replaced", state.name
             )
             state.restarted_at = time.monotonic()
-    info[_SLOT] = _new_slot(state, record, time.monotonic(), retire)
+    if fd is not None:
+        info[_FD] = fd
+    info[_SLOT] = _new_slot(state, record, connected_at, retire)
+
+
+def _pymysql_socket(dbapi_connection: Any, client_address: str | None) -> int | None:
+    """The descriptor of a PyMySQL connection's socket, found from the server's view of it."""
+    if not client_address:
+        return None
+    port = dbapi_connection.port
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"PyMySQL connection.port is {port!r}, not a port number")
+    fd = _liveness.find_socket(client_address, port)
+    if fd is None:
+        logger.debug(
+            "no socket of this process is the server's client %s: pinged at checkout",
+            client_address,
+        )
+    return fd
+
+
+def _fall_back(state: _State, what: str, error: BaseException | None) -> None:
+    """Say once per engine that harden() fell back to pinging, and why."""
+    if state.fell_back:
+        logger.debug("harden(): %s", what, exc_info=error)
+        return
+    state.fell_back = True
+    cause = f" ({type(error).__name__}: {error})" if error is not None else ""
+    message = (
+        f"sessionward harden() on {state.name}: {what}{cause}; "
+        f"such connections are used as usual and pinged at every checkout"
+    )
+    logger.warning("%s", message, exc_info=error)
+    try:
+        warnings.warn(message, FallbackWarning, stacklevel=2)
+    except Exception:  # warnings turned into errors must not break a connect or checkout
+        logger.debug("FallbackWarning raised as an error and dropped", exc_info=True)
 
 
 def _new_slot(state: _State, record: Any, connected_at: float, retire: float) -> _Slot:
@@ -414,29 +545,55 @@ def _new_slot(state: _State, record: Any, connected_at: float, retire: float) ->
 def _adopt(state: _State, dbapi_connection: Any, record: Any) -> _Slot:
     """A slot for a connection made before ``harden()``: its age unknown, so taken as old."""
     info = record.info
-    fd = _liveness.descriptor(state.driver, dbapi_connection)
+    ours = _liveness.is_driver_connection(state.driver, dbapi_connection)
+    fd = _liveness.descriptor(state.driver, dbapi_connection) if ours else None
     if fd is not None:
         info[_FD] = fd
     slot = info[_SLOT] = _new_slot(state, record, 0.0, math.inf)
+    slot.plain = not ours
     slot.taken_at = 0.0  # from the pool, long idle
     return slot
 
 
-def _restarted(state: _State, started_at: float, connection_id: int | None) -> bool:
-    """Whether this new connection shows a server run later than the ones before it."""
+def _restarted(
+    state: _State, started_at: float, connection_id: int | None, before: tuple[int, int] | None
+) -> bool:
+    """Whether this new connection shows a server run later than the ones before it.
+
+    ``before`` is the highest connection id seen before this connection was
+    asked for, and how many restarts had been seen then: the server gave every
+    one of those ids before this one, so a lower id means it started again,
+    unless that restart has been seen since.  (Ids of connections made at the
+    same time arrive in any order: only those seen before count.)
+    """
     with state.lock:
-        previous, previous_id = state.started_at, state.max_connection_id
+        previous = state.started_at
         if previous is None or started_at > previous:
             state.started_at = started_at
         if connection_id is not None:
-            state.max_connection_id = max(previous_id, connection_id)
+            state.max_connection_id = max(state.max_connection_id, connection_id)
         if previous is None:
             return False
         later = started_at - previous > SAME_START_TOLERANCE_SECONDS[state.flavour]
-        if connection_id is not None and connection_id < previous_id:
-            later = True
-            state.max_connection_id = connection_id
+        if connection_id is not None and before is not None:
+            id_before, restarts_before = before
+            if connection_id < id_before and restarts_before == state.restarts:
+                later = True
+                state.max_connection_id = connection_id
+        if later:
+            state.restarts += 1
         return later
+
+
+def _before_connect(state: _State, dialect: Any, record: Any, *args: Any) -> None:
+    """Note the highest connection id seen so far (see ``_restarted``); makes nothing."""
+    try:
+        # Kept beside the record, not in its info: other do_connect listeners see that.
+        state.before_connect[record] = (state.max_connection_id, state.restarts)
+    except TypeError:  # a stand-in record that takes no weak reference: no id rule for it
+        pass
+    except Exception as error:
+        _fall_back(state, "noting a connect failed in sessionward", error)
 
 
 def retire_after(idle_limit_seconds: float) -> float:
@@ -454,7 +611,8 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
 
     It runs at every checkout: a few attribute reads, one ``poll()``, and for
     leak tracking a tuple, a weak reference and a look at one frame (the
-    instruction offset is kept, its line found only when asked).
+    instruction offset is kept, its line found only when asked).  Should any
+    of that fail, the connection is pinged instead (``_checkout_failed``).
     """
     track = state.track_leaks
     stacks = state.capture_stacks
@@ -462,46 +620,58 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
     closed = state.closed
 
     def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        # One frame, one try (free until something raises): the hot path stays as it was.
         try:
-            slot = record.info[_SLOT]
-        except KeyError:
-            slot = _adopt(state, dbapi_connection, record)
-        now = _monotonic()
-        taken_at = slot.taken_at
-        slot.taken_at = now
-        # One test for the usual case, a connection fine to hand out; which part
-        # failed, and what follows, is worked out apart.
-        if taken_at is not None and (  # from the pool, not just connected
-            now - taken_at > slot.quiet_limit
-            or slot.connected_at < state.restarted_at
-            or (looks and (slot.look(0) or closed(dbapi_connection)))
-        ):
-            _inspect(state, dbapi_connection, slot, now - taken_at)
-        if not track:
-            return
-        # Who took it: the frame found last time, when it is the same code again.
-        depth, code = _site
-        frame: Any
-        try:
-            frame = _getframe(depth)
-            if frame.f_code is code:
-                lasti = frame.f_lasti
-            else:
+            try:
+                slot = record.info[_SLOT]
+            except KeyError:
+                slot = _adopt(state, dbapi_connection, record)
+            now = _monotonic()
+            taken_at = slot.taken_at
+            slot.taken_at = now
+            # One test for the usual case, a connection fine to hand out; which part
+            # failed, and what follows, is worked out apart.
+            if taken_at is not None and (  # from the pool, not just connected
+                now - taken_at > slot.quiet_limit
+                or slot.connected_at < state.restarted_at
+                or (looks and (slot.look(0) or closed(dbapi_connection)))
+            ):
+                _inspect(state, dbapi_connection, slot, now - taken_at)
+            if not track:
+                return
+            # Who took it: the frame found last time, when it is the same code again.
+            depth, code = _site
+            frame: Any
+            try:
+                frame = _getframe(depth)
+                if frame.f_code is code:
+                    lasti = frame.f_lasti
+                else:
+                    code, lasti = _taken_at()
+            except ValueError:  # a shorter stack this time
                 code, lasti = _taken_at()
-        except ValueError:  # a shorter stack this time
-            code, lasti = _taken_at()
-        slot.held = (
-            code,
-            lasti,
-            _get_ident(),
-            now,
-            _weakref(proxy, slot.proxy_gone),
-            "".join(traceback.format_stack()) if stacks else None,
-        )
-        if now >= state.next_scan:
-            _scan(state, now)
+            slot.held = (
+                code,
+                lasti,
+                _get_ident(),
+                now,
+                _weakref(proxy, slot.proxy_gone),
+                "".join(traceback.format_stack()) if stacks else None,
+            )
+            if now >= state.next_scan:
+                _scan(state, now)
+        except exc.DisconnectionError:
+            raise
+        except Exception as error:
+            _checkout_failed(state, dbapi_connection, error)
 
     return on_checkout
+
+
+def _checkout_failed(state: _State, dbapi_connection: Any, error: Exception) -> None:
+    _fall_back(state, "a checkout failed in sessionward", error)
+    if state.liveness != "off":
+        _ping(state, dbapi_connection, "sessionward fell back")
 
 
 def _inspect(state: _State, dbapi_connection: Any, slot: _Slot, idle: float) -> None:
@@ -515,6 +685,9 @@ def _inspect(state: _State, dbapi_connection: Any, slot: _Slot, idle: float) -> 
             f"retired after {slot.retire_after:g}s before the server's limit"
         )
     if state.liveness == "off":
+        return
+    if slot.plain:
+        _ping(state, dbapi_connection, "sessionward fell back to pinging")
         return
     if state.closed(dbapi_connection):
         raise exc.DisconnectionError("sessionward: the driver reports the connection closed")
@@ -548,10 +721,13 @@ def _lost(entry: _Entry) -> None:
 
 
 def _on_gone(state: _State, dbapi_connection: Any, record: Any, *args: Any) -> None:
-    if record is not None:
-        slot = record.info.get(_SLOT)
-        if slot is not None:
-            slot.held = None
+    try:
+        if record is not None:
+            slot = record.info.get(_SLOT)
+            if slot is not None:
+                slot.held = None
+    except Exception as error:
+        _fall_back(state, "forgetting a connection failed in sessionward", error)
 
 
 # --------------------------------------------------------------------------- threads
@@ -667,9 +843,20 @@ def _flavour(engine: Engine) -> str:
     return "mysql"
 
 
-def _facts(state: _State, dbapi_connection: Any) -> tuple[float | None, float | None, int | None]:
-    """The server's start time (epoch seconds), this session's idle limit (seconds) and,
-    on MariaDB/MySQL, its connection id."""
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    #: When the server started, epoch seconds.
+    started_at: float | None
+    #: This session's idle limit, seconds; None: none.
+    idle_limit: float | None
+    #: MariaDB/MySQL: this session's id.
+    connection_id: int | None
+    #: MariaDB/MySQL: this session's client, as the server sees it (``ip:port``).
+    client_address: str | None
+
+
+def _facts(state: _State, dbapi_connection: Any) -> _Facts:
+    """What the server says about a new session; raises on anything unexpected."""
     if state.flavour == "postgresql":
         name = "get_liveness_facts_postgresql"
     else:
@@ -685,20 +872,33 @@ def _facts(state: _State, dbapi_connection: Any) -> tuple[float | None, float | 
             row = cursor.fetchone()
         finally:
             cursor.close()
+    finally:
         dbapi_connection.rollback()
-    except Exception:
-        logger.info(
-            "harden(): could not read the server's start time and idle limit", exc_info=True
-        )
-        with contextlib.suppress(Exception):
-            dbapi_connection.rollback()
-        return None, None, None
-    if row is None:
-        return None, None, None
-    started_at = float(row[0]) if row[0] is not None else None
-    idle_limit = float(row[1]) if row[1] is not None else None
-    connection_id = int(row[2]) if row[2] is not None else None
-    return started_at, (idle_limit or None), connection_id
+    if not isinstance(row, (tuple, list)) or len(row) != 4:
+        raise TypeError(f"the fact query {name}.sql returned {row!r}, not one row of 4 columns")
+    started_at, idle_limit, connection_id, client_address = row
+    return _Facts(
+        started_at=_number(started_at, float, name),
+        idle_limit=_number(idle_limit, float, name) or None,
+        connection_id=_number(connection_id, int, name),
+        client_address=_text(client_address, name),
+    )
+
+
+def _number(value: Any, kind: type[float] | type[int], query: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal)):
+        raise TypeError(f"the fact query {query}.sql returned {value!r}, not a number")
+    return kind(value)
+
+
+def _text(value: Any, query: str) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"the fact query {query}.sql returned {value!r}, not text")
 
 
 def _is_mariadb(dbapi_connection: Any) -> bool:

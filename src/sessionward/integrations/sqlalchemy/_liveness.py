@@ -8,11 +8,17 @@ at it in about a microsecond.
 
 Where the socket comes from, through public API only:
 
-- psycopg 3 and psycopg2: ``connection.fileno()``, plus the driver's own
-  ``closed`` / ``broken`` flags.
-- PyMySQL keeps its socket private (``_sock``).  ``harden()`` therefore makes
-  the socket itself (see ``_pymysql``) and so knows the descriptor.  A
-  connection made some other way has no known socket and is pinged instead.
+- psycopg 3, psycopg2 and mysqlclient: ``connection.fileno()``, plus the
+  driver's own ``closed`` / ``broken`` / ``open`` flags.
+- PyMySQL keeps its socket private (``_sock``) and ``harden()`` does not make
+  its connections (they come from the engine's own path, whatever stands on
+  it).  The server names the client's address of the session
+  (``information_schema.PROCESSLIST.HOST``, ``ip:port`` over TCP); the one
+  socket in this process with that local address and the server's port is the
+  connection's (``find_socket``, from ``/proc/self/fd`` or ``/dev/fd``).  When
+  none or several match (a Unix socket, a proxy or NAT between, a server that
+  resolves client names, two servers reached from one local port), the
+  connection has no known socket and is pinged at checkout instead.
 
 Something to read is not proof: PostgreSQL also sends ``LISTEN`` notifications
 unasked.  A readable socket is therefore confirmed with one ping, which costs a
@@ -21,10 +27,14 @@ round trip only on a connection that is most likely dead anyway.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import ipaddress
 import operator
 import os
 import select
 import socket
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -34,13 +44,41 @@ _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 def descriptor(driver: str, dbapi_connection: Any) -> int | None:
     """The socket's file descriptor of a new connection, when the driver tells it."""
-    if driver in ("psycopg", "psycopg2"):
+    if driver in ("psycopg", "psycopg2", "mysqldb"):
         try:
             fd = dbapi_connection.fileno()
         except Exception:
             return None
         return fd if isinstance(fd, int) and fd >= 0 else None
     return None
+
+
+#: The connection class of each driver, by module and name: imported only when asked.
+_CONNECTION_CLASSES = {
+    "psycopg": ("psycopg", "Connection"),
+    "psycopg2": ("psycopg2.extensions", "connection"),
+    "pymysql": ("pymysql.connections", "Connection"),
+    "mysqldb": ("MySQLdb.connections", "Connection"),
+}
+
+
+@functools.cache
+def connection_class(driver: str) -> type | None:
+    """The driver's own connection class, or None when the driver cannot be imported."""
+    module_name, name = _CONNECTION_CLASSES[driver]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    found = getattr(module, name, None)
+    return found if isinstance(found, type) else None
+
+
+def is_driver_connection(driver: str, dbapi_connection: Any) -> bool:
+    """Whether ``dbapi_connection`` is the driver's own (a subclass, or a proxy that
+    says so, as instrumentation's do), not a mock or a stand-in."""
+    made = connection_class(driver)
+    return made is not None and isinstance(dbapi_connection, made)
 
 
 def closed_check(driver: str) -> Callable[[Any], Any]:
@@ -56,9 +94,89 @@ def closed_check(driver: str) -> Callable[[Any], Any]:
         return operator.attrgetter("pgconn.status")
     if driver == "psycopg2":
         return operator.attrgetter("closed")  # 0, or 1 closed, 2 broken
-    if driver == "pymysql":
+    if driver in ("pymysql", "mysqldb"):
         return lambda connection: not connection.open
     return lambda connection: False
+
+
+#: Where this process's open descriptors are listed (Linux, then macOS and the BSDs).
+_FD_DIRECTORIES = ("/proc/self/fd", "/dev/fd")
+
+
+def find_socket(client_address: str, server_port: int) -> int | None:
+    """The descriptor of this process's one TCP socket whose local end is
+    ``client_address`` (``ip:port`` as the server shows it) and whose peer's port is
+    ``server_port``.
+
+    ``None`` when the address is not an IP and port (a Unix socket, or a name the
+    server resolved), or when not exactly one socket matches: two connections to
+    different servers may share a local port, and the wrong socket would vouch for a
+    dead session (or, in ``transaction()``, call a live one ended).
+
+    >>> find_socket("localhost", 3306) is None
+    True
+    >>> find_socket("db.example:41234", 3306) is None
+    True
+    """
+    host, _, port_text = client_address.rpartition(":")
+    if not port_text.isdigit() or not host:
+        return None
+    port = int(port_text)
+    try:
+        ip = str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+    found = [
+        fd
+        for fd in _descriptors()
+        if (ends := _tcp_ends(fd)) is not None
+        and ends[0][1] == port
+        and ends[1][1] == server_port
+        and _same_ip(ends[0][0], ip)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _tcp_ends(fd: int) -> tuple[Any, Any] | None:
+    """The local and peer addresses of ``fd`` when it is a TCP socket, else None."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return None
+        duplicate = os.dup(fd)
+    except OSError:
+        return None
+    try:
+        sock = socket.socket(fileno=duplicate)
+    except OSError:  # no longer a socket: closed and reused since the fstat
+        os.close(duplicate)
+        return None
+    with sock:
+        if sock.type != socket.SOCK_STREAM or sock.family not in (
+            socket.AF_INET,
+            socket.AF_INET6,
+        ):
+            return None
+        try:
+            return sock.getsockname(), sock.getpeername()
+        except OSError:  # not connected
+            return None
+
+
+def _same_ip(local: str, ip: str) -> bool:
+    mapped = ipaddress.ip_address(local.split("%", 1)[0])
+    if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+        return str(mapped.ipv4_mapped) == ip or str(mapped) == ip
+    return str(mapped) == ip
+
+
+def _descriptors() -> list[int]:
+    for directory in _FD_DIRECTORIES:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        return sorted(int(name) for name in names if name.isdigit())
+    return []
 
 
 def poller(fd: int) -> Any:
@@ -74,6 +192,11 @@ _PG_ERROR_MESSAGE = b"E"
 #: MariaDB/MySQL: a 4-byte packet header, then 0xFF for an error packet.
 _MYSQL_ERROR_OFFSET = 4
 _MYSQL_ERROR_MARKER = 0xFF
+#: A TLS record starts with its content type (alert 21, data 23, ...) and major version 3.
+#: No plain message of ours can: a MySQL error packet that long, or a PostgreSQL message
+#: of that type, is never sent to an idle session.
+_TLS_RECORD_TYPES = frozenset({20, 21, 22, 23})
+_TLS_MAJOR_VERSION = b"\x03"
 
 
 def ended_while_idle(driver: str, dbapi_connection: Any, fd: int | None) -> bool:
@@ -94,8 +217,8 @@ def ended_while_idle(driver: str, dbapi_connection: Any, fd: int | None) -> bool
         return True  # reset by the peer
     if head == b"":
         return True  # the server closed the connection
+    if head[0] in _TLS_RECORD_TYPES and head[1:2] == _TLS_MAJOR_VERSION:
+        return False  # TLS: nothing to tell from the bytes
     if driver in ("psycopg", "psycopg2"):
         return head[:1] == _PG_ERROR_MESSAGE
-    if getattr(dbapi_connection, "ssl", False):
-        return False
     return len(head) > _MYSQL_ERROR_OFFSET and head[_MYSQL_ERROR_OFFSET] == _MYSQL_ERROR_MARKER

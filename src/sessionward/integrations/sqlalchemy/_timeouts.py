@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,27 +20,32 @@ from sqlalchemy.engine import Engine
 from ...core import ConfigurationError, Timeouts
 from .._timeouts import libpq_client_params, mysql_connect_timeout
 
-_DRIVERS = ("psycopg", "psycopg2", "pymysql")
+_DRIVERS = ("psycopg", "psycopg2", "pymysql", "mysqldb")
 
 
 def apply_timeouts(engine: Engine, timeouts: Timeouts, *, allow_partial: bool = False) -> None:
     """Give every new connection of ``engine`` the limits in ``timeouts``.
 
-    Works for the ``psycopg``, ``psycopg2`` and ``pymysql`` dialects (PostgreSQL,
-    MariaDB, MySQL).  ``allow_partial`` accepts MySQL's SELECT-only statement
-    limit.  Connections already in the pool keep their settings: call this
-    right after ``create_engine``.
+    Works for the ``psycopg``, ``psycopg2``, ``pymysql`` and ``mysqldb``
+    (mysqlclient) dialects (PostgreSQL, MariaDB, MySQL).  ``allow_partial``
+    accepts MySQL's SELECT-only statement limit.  Connections already in the
+    pool keep their settings: call this right after ``create_engine``.
     """
     driver = engine.dialect.driver
     if driver not in _DRIVERS or engine.dialect.is_async:
         kind = "async " if engine.dialect.is_async else ""
         raise ConfigurationError(
-            f"sessionward.sqlalchemy.apply_timeouts supports the synchronous psycopg, psycopg2 "
-            f"and pymysql drivers, not the {kind}{driver!r} driver of {engine.url.drivername!r}"
+            f"sessionward.sqlalchemy.apply_timeouts supports the synchronous psycopg, psycopg2, "
+            f"pymysql and mysqldb (mysqlclient) drivers, not the {kind}{driver!r} driver of "
+            f"{engine.url.drivername!r}"
         )
     client_params: dict[str, Any]
     if driver == "pymysql":
         client_params = mysql_connect_timeout(timeouts)
+    elif driver == "mysqldb":
+        # mysqlclient takes whole seconds; 0 ("wait forever") leaves the driver default.
+        seconds = timeouts.connect_seconds
+        client_params = {"connect_timeout": math.ceil(seconds)} if seconds else {}
     else:
         client_params = dict(libpq_client_params(timeouts))
     apply_server_limits = _server_limits(driver, timeouts, allow_partial)
@@ -65,6 +71,7 @@ def _server_limits(driver: str, timeouts: Timeouts, allow_partial: bool) -> Call
         from ..psycopg2 import apply_timeouts as apply_psycopg2
 
         return lambda connection: apply_psycopg2(connection, timeouts)
+    # Only public DB-API calls on the connection: PyMySQL's and mysqlclient's alike.
     from ..pymysql import apply_timeouts as apply_pymysql
 
     return lambda connection: apply_pymysql(connection, timeouts, allow_partial=allow_partial)

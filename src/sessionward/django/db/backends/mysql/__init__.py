@@ -3,13 +3,15 @@
 - ``OPTIONS["sessionward_timeouts"] = Timeouts(...)`` joined into ``init_command``
   (``OPTIONS["sessionward_flavor"] = "mariadb"`` or ``"mysql"``, or
   ``OPTIONS["sessionward_server_version"]``, says which server's variables to set);
-- with mysqlclient a connection the server ended is noticed on its socket;
-  PyMySQL exposes no socket, so a connection idle for more than
-  ``OPTIONS["sessionward_ping_after_seconds"]`` (1 s) is pinged before use;
+- with mysqlclient a connection the server ended is noticed on its socket,
+  without a round trip; PyMySQL exposes no socket, so a connection idle for
+  more than ``OPTIONS["sessionward_ping_after_seconds"]`` (1 s) is pinged
+  before use;
 - with PyMySQL the ``program_name`` connection attribute is
-  ``<program>[<pid>]:<thread>``.
+  ``<program>[<pid>]:<thread>`` (mysqlclient takes no connection attributes:
+  its sessions carry no name).
 
 Django needs ``MySQLdb``: install mysqlclient, or call
-``pymysql.install_as_MySQLdb()`` in your settings.  ``DatabaseWrapper`` is built
-on first use, so importing this module never fails for a missing driver.
+``pymysql.install_as_MySQLdb()`` in your settings.  Like Django's own engine,
+``base`` fails to import without it; this package does not.
 """

@@ -1,30 +1,14 @@
 """The engine's ``DatabaseWrapper``: Django's MySQL one with sessionward's mixin.
 
-Built when Django first asks for it, because importing Django's MySQL backend
-fails without ``MySQLdb`` (mysqlclient, or PyMySQL installed under that name).
+Importing it needs ``MySQLdb`` (mysqlclient, or PyMySQL installed under that
+name), exactly as Django's own ``django.db.backends.mysql.base`` does, and
+fails with Django's own ``ImproperlyConfigured`` when it is missing.
 """
 
-from __future__ import annotations
+from django.db.backends.mysql import base as _django  # type: ignore[import-untyped]
 
-import functools
-from typing import Any
-
-
-@functools.cache
-def _wrapper_class() -> type[Any]:
-    from django.db.backends.mysql import base as django_base  # type: ignore[import-untyped]
-
-    from .....integrations.django._engine import SessionwardWrapperMixin
-
-    class DatabaseWrapper(SessionwardWrapperMixin, django_base.DatabaseWrapper):  # type: ignore[misc]
-        """Django's MySQL wrapper with timeouts, a liveness check and session names."""
-
-        __module__ = __name__
-
-    return DatabaseWrapper
+from .....integrations.django._engine import SessionwardWrapperMixin
 
 
-def __getattr__(name: str) -> Any:
-    if name == "DatabaseWrapper":
-        return _wrapper_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class DatabaseWrapper(SessionwardWrapperMixin, _django.DatabaseWrapper):  # type: ignore[misc]
+    """Django's MySQL wrapper with timeouts, a liveness check and session names."""
