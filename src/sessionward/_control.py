@@ -23,6 +23,7 @@ from .core import (
     SessionFilter,
     SessionwardError,
     Snapshot,
+    Target,
     WaitNode,
     lock_forest,
     parse_target,
@@ -127,8 +128,10 @@ class SessionControl:
         and lists what would be ended.
 
         Raise ``ConfigurationError`` when it does not exist (unless
-        ``if_exists``) or is the database this connection uses, and
-        ``PermissionDenied`` when the role may not drop it.
+        ``if_exists``), is the database this connection uses, or has a name
+        longer than the server keeps (which it would cut to another database's
+        name), and ``PermissionDenied`` when the role may not drop it; both
+        before anything is done, ``dry_run`` and ``if_exists`` too.
         """
         if not name:
             raise ConfigurationError("no database name given")
@@ -193,7 +196,16 @@ class SessionControl:
         allowed, refused = plan(requested, snapshot, action, safety)
         results: dict[int, EndResult] = {r.pid: r for r in refused}
         if dry_run:
-            results.update({s.pid: EndResult(s.pid, Outcome.WOULD_END, "", s) for s in allowed})
+            # What the server would refuse is said now, not left for the real run.
+            denied = self._backend.foresee_refusals(action.value, allowed) if allowed else {}
+            results.update(
+                {
+                    s.pid: EndResult(s.pid, Outcome.NOT_PERMITTED, denied[s.pid], s)
+                    if s.pid in denied
+                    else EndResult(s.pid, Outcome.WOULD_END, "", s)
+                    for s in allowed
+                }
+            )
         else:
             results.update(self._signal_and_verify(action, allowed, wait_seconds))
         return tuple(results[pid] for pid in requested)
@@ -316,8 +328,11 @@ def _in_use(name: str, sessions: Collection[Session]) -> DatabaseInUse:
     )
 
 
-def connect(url: str, *, statement_timeout_seconds: float = 5.0) -> SessionControl:
-    """Connect to the server at ``url`` (``postgresql://…``, ``mysql://…``, ``mariadb://…``)."""
-    return SessionControl(
-        open_backend(parse_target(url), statement_timeout_seconds=statement_timeout_seconds)
-    )
+def connect(url: str | Target, *, statement_timeout_seconds: float = 5.0) -> SessionControl:
+    """Connect to the server at ``url`` (``postgresql://…``, ``mysql://…``, ``mariadb://…``).
+
+    A URL that could be read two ways (a raw '@', '/' or '?' in the password)
+    is refused with ``ConfigurationError`` before anything is looked up.
+    """
+    target = url if isinstance(url, Target) else parse_target(url)
+    return SessionControl(open_backend(target, statement_timeout_seconds=statement_timeout_seconds))

@@ -8,6 +8,7 @@ import time
 
 import psycopg
 import pymysql
+import pytest
 
 from sessionward.servers.mysql._errors import LOST
 from tests.cli.conftest import run_script
@@ -303,3 +304,69 @@ def test_json_refusal_names_the_sessions_in_use(server, victims, run_cli):
     assert "in use by 1 session" in document["error"]
     assert len(result.err.strip().splitlines()) == 1
     assert server.database_exists(database)
+
+
+@pytest.mark.parametrize("flags", [("--if-exists",), ("--if-exists", "--dry-run"), ("--force",)])
+def test_a_name_the_server_would_cut_short_is_refused_in_one_line(server, victims, run_cli, flags):
+    """PostgreSQL keeps 63 bytes of a name: the 70-character one must not drop its prefix."""
+    limit = 63 if server.engine == "postgresql" else 64
+    kept = unique() + "_"
+    kept += "k" * (limit - len(kept))
+    quoted = f'"{kept}"' if server.engine == "postgresql" else f"`{kept}`"
+    server.execute(f"CREATE DATABASE {quoted}")
+    server.created_databases.append(kept)
+    victim = victims(server, database=kept)
+    victim.run("SELECT 1")
+    too_long = kept + "x" * (70 - limit)
+
+    result = run_cli("dropdb", too_long, "--dsn", server.url, *flags)
+
+    assert result.code == 2
+    assert result.out == ""
+    (line,) = result.err.strip().splitlines()
+    unit = "bytes" if server.engine == "postgresql" else "characters"
+    assert line.startswith(f"sessionward: error: database name '{too_long}' is 70 {unit} long")
+    assert f"limit of {limit}" in line
+    assert "nothing was done" in line
+    assert server.database_exists(kept)
+    assert victim.run("SELECT 1") is not None
+
+
+def test_postgresql_counts_bytes_not_characters(pg, run_cli):
+    base = unique() + "_"
+    kept = base + "é" * ((62 - len(base)) // 2)  # 62 bytes; PostgreSQL cuts the next é off
+    pg.execute(f'CREATE DATABASE "{kept}"')
+    pg.created_databases.append(kept)
+
+    result = run_cli("dropdb", kept + "é", "--dsn", pg.url, "--if-exists")
+
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert "is 64 bytes long, over PostgreSQL's limit of 63" in line
+    assert pg.database_exists(kept)
+
+
+def test_a_dry_run_foresees_a_session_the_owner_may_not_end(pg, victims, run_cli):
+    database = pg.create_database()
+    owner, superuser = pg.create_user(), pg.create_user(superuser=True)
+    pg.execute(f'ALTER DATABASE "{database}" OWNER TO "{owner}"')
+    boss = victims(pg, database=database, user=superuser)
+    mine = victims(pg, database=database, user=owner)
+
+    url = pg.url_for("postgres", owner)
+    result = run_cli("dropdb", database, "--dsn", url, "--force", "--dry-run")
+
+    assert result.code == 1
+    rows = table_rows(result.out)
+    assert "not permitted" in rows[str(boss.pid)]
+    assert "would end" in rows[str(mine.pid)]
+    assert "would drop" not in result.out
+    first, second = result.err.strip().splitlines()
+    assert first == (
+        f"sessionward: database {database} not dropped: 1 of 2 sessions on it not ended "
+        "(1 not permitted)"
+    )
+    assert "superuser" in second
+    assert pg.database_exists(database)
+    assert boss.run("SELECT 1") is not None
+    assert mine.run("SELECT 1") is not None

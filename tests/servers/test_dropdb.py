@@ -337,6 +337,91 @@ def test_an_owner_that_may_not_end_a_superusers_session_leaves_it_all_in_place(p
     psycopg.connect(pg.url_for(database)).close()
 
 
+# --------------------------------------------------------------------------- names
+
+
+def create_named_database(server: Server, name: str) -> None:
+    quoted = f'"{name}"' if server.engine == "postgresql" else f"`{name}`"
+    server.execute(f"CREATE DATABASE {quoted}")
+    server.created_databases.append(name)
+
+
+def name_limit(server: Server) -> int:
+    """PostgreSQL: bytes (max_identifier_length); MariaDB/MySQL: characters."""
+    return 63 if server.engine == "postgresql" else 64
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize("if_exists", [False, True])
+def test_a_name_over_the_limit_is_refused_and_the_one_it_starts_with_is_kept(
+    server, victims, control, dry_run, if_exists
+):
+    """PostgreSQL would cut the name to its first 63 bytes: an existing database's name."""
+    kept = unique() + "_"
+    kept += "k" * (name_limit(server) - len(kept))
+    create_named_database(server, kept)
+    victim = victims(server, database=kept)
+    victim.run("SELECT 1")
+
+    with pytest.raises(ConfigurationError) as caught:
+        control.drop_database(kept + "x" * 7, if_exists=if_exists, dry_run=dry_run)
+
+    unit = "bytes" if server.engine == "postgresql" else "characters"
+    assert f"is {len(kept) + 7} {unit} long" in str(caught.value)
+    assert server.database_exists(kept)
+    assert answers(victim)
+
+
+def test_a_name_at_the_limit_is_dropped(server, control):
+    name = unique() + "_"
+    name += "k" * (name_limit(server) - len(name))
+    create_named_database(server, name)
+    assert control.drop_database(name).dropped
+    assert not server.database_exists(name)
+
+
+def test_postgresql_measures_a_name_in_bytes(pg):
+    base = unique() + "_"
+    kept = base + "é" * ((62 - len(base)) // 2)  # 62 bytes: one more é is 64
+    at_limit = kept + "a" * (63 - len(kept.encode()))
+    too_long = kept + "é"
+    assert (len(at_limit.encode()), len(too_long.encode())) == (63, 64)
+    assert len(too_long) < 63  # short in characters: only bytes show it is too long
+    create_named_database(pg, kept)
+    create_named_database(pg, at_limit)
+
+    with (
+        sessionward.connect(pg.url) as control,
+        pytest.raises(ConfigurationError, match="is 64 bytes long, over PostgreSQL's limit of 63"),
+    ):
+        control.drop_database(too_long, if_exists=True)
+    assert pg.database_exists(kept)
+
+    with sessionward.connect(pg.url) as control:
+        assert control.drop_database(at_limit).dropped
+    assert not pg.database_exists(at_limit)
+    assert pg.database_exists(kept)
+
+
+def test_mariadb_measures_a_name_in_characters(mysql, mysql_control):
+    name = unique() + "_"
+    name += "é" * (64 - len(name))  # 64 characters, 115 bytes
+    create_named_database(mysql, name)
+    with pytest.raises(ConfigurationError, match="is 65 characters long"):
+        mysql_control.drop_database(name + "é", if_exists=True)
+    assert mysql_control.drop_database(name).dropped
+    assert not mysql.database_exists(name)
+
+
+def test_mariadb_refuses_a_leader_lock_name_over_its_limit(mysql_control):
+    """``GET_LOCK`` takes 64 characters; a longer name is refused, never shortened."""
+    name = unique("sessionward.test")
+    name += "l" * (64 - len(name))
+    assert mysql_control.backend.try_leader_lock(name)
+    with pytest.raises(ConfigurationError, match="is 65 characters long"):
+        mysql_control.backend.try_leader_lock(name + "l")
+
+
 # --------------------------------------------------------------------------- MariaDB locks
 
 

@@ -754,12 +754,16 @@ def test_connect_to_a_closed_port_fails_without_the_password(pg):
 
 def test_a_url_libpq_rejects_is_a_configuration_error_without_the_password():
     with pytest.raises(ConfigurationError) as rejected:
-        sessionward.connect("postgresql://app:p%zzSekr1t@127.0.0.1:5432/shop")
+        sessionward.connect("postgresql://app:Sekr1t@127.0.0.1:5432/shop?Password=Sekr1t")
     assert "Sekr1t" not in str(rejected.value)
     assert str(rejected.value) == (
-        "invalid PostgreSQL URL postgresql://app:***@127.0.0.1:5432/shop: "
-        'invalid percent-encoded token: "***"'
+        "invalid PostgreSQL URL postgresql://app:***@127.0.0.1:5432/shop?Password=***: "
+        'invalid URI query parameter: "Password"'
     )
+    # A URL libpq would read differently from sessionward never reaches it.
+    with pytest.raises(ConfigurationError, match="not followed by two hex digits") as refused:
+        sessionward.connect("postgresql://app:p%zzSekr1t@127.0.0.1:5432/shop")
+    assert "Sekr1t" not in str(refused.value)
 
 
 def test_connect_to_a_missing_database_is_a_connection_failure(pg):

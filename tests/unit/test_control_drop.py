@@ -25,8 +25,9 @@ SERVER = ServerInfo(engine="postgresql", version="16.2", version_num=160002, own
 class FakeBackend:
     """One database ``app`` whose sessions leave as soon as they are told to."""
 
-    def __init__(self, *sessions, exists=True, deny=(), drop_error=None):
+    def __init__(self, *sessions, exists=True, deny=(), drop_error=None, exists_error=None):
         self.server = SERVER
+        self.exists_error = exists_error
         self.present = {s.pid: s for s in sessions}
         self.exists = exists
         self.deny = set(deny)
@@ -35,6 +36,8 @@ class FakeBackend:
 
     def database_exists(self, name):
         self.calls.append("exists")
+        if self.exists_error is not None:
+            raise self.exists_error
         return self.exists
 
     def block_connections(self, name):
@@ -55,6 +58,11 @@ class FakeBackend:
 
     def terminate_many(self, targets):
         return None  # one session per request, as MariaDB does
+
+    def foresee_refusals(self, action, sessions):
+        return {
+            s.pid: f"not permitted to terminate pid {s.pid}" for s in sessions if s.pid in self.deny
+        }
 
     def terminate(self, pid, *, started_at=None):
         self.calls.append(("terminate", pid))
@@ -106,6 +114,17 @@ def test_dry_run_neither_blocks_nor_ends_nor_drops():
     assert not result.dropped
 
 
+def test_a_dry_run_foresees_a_session_it_may_not_end():
+    backend = FakeBackend(session(10), session(11), deny={11})
+    result = SessionControl(backend).drop_database("app", dry_run=True)
+    assert [(r.pid, r.outcome) for r in result.ended] == [
+        (10, Outcome.WOULD_END),
+        (11, Outcome.NOT_PERMITTED),
+    ]
+    assert [r.pid for r in result.not_ended] == [11]
+    assert backend.calls == ["exists", "snapshot", "users"]
+
+
 def test_without_force_sessions_refuse_and_logins_come_back():
     backend = FakeBackend(session(10))
     with pytest.raises(DatabaseInUse, match="in use by 1 session: pid 10") as caught:
@@ -142,3 +161,15 @@ def test_a_missing_database():
 def test_an_empty_name_is_refused():
     with pytest.raises(ConfigurationError, match="no database name"):
         SessionControl(FakeBackend()).drop_database("")
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_refusal_found_before_anything_is_done_changes_nothing(dry_run):
+    """A name too long for the server or a missing privilege: not blocked, ended or dropped."""
+    for error in (ConfigurationError("database name 'x' is over the limit"),
+                  PermissionDenied("not permitted to drop database 'app'")):  # fmt: skip
+        backend = FakeBackend(session(10), exists_error=error)
+        with pytest.raises(type(error)):
+            SessionControl(backend).drop_database("app", force=True, dry_run=dry_run)
+        assert backend.calls == ["exists"]
+        assert 10 in backend.present

@@ -86,6 +86,14 @@ class FakeBackend:
     def close(self):
         self.calls.append(("close",))
 
+    def foresee_refusals(self, action, sessions):
+        self.calls.append(("foresee", action, tuple(s.pid for s in sessions)))
+        return {
+            s.pid: f"must be a member of the role whose process {s.pid} is ended"
+            for s in sessions
+            if self.script.get(s.pid) == "deny"
+        }
+
     def _signal(self, pid, action):
         effect = self.script.get(pid, "obey")
         if effect == "deny":
@@ -227,6 +235,16 @@ def test_dry_run_never_signals(action):
     assert results[0].ok
 
 
+@pytest.mark.parametrize("action", ["cancel", "terminate"])
+def test_dry_run_says_what_the_server_would_refuse(action):
+    backend = FakeBackend(active(10), active(11), script={10: "deny"})
+    results = getattr(SessionControl(backend), action)([10, 11], dry_run=True)
+    assert outcomes(results) == [(10, Outcome.NOT_PERMITTED), (11, Outcome.WOULD_END)]
+    assert results[0].detail == "must be a member of the role whose process 10 is ended"
+    assert backend.signalled() == []
+    assert ("foresee", action, (10, 11)) in backend.calls
+
+
 def test_results_come_back_in_request_order():
     backend = FakeBackend(
         Session(pid=OWN_PID, state=ACTIVE),
@@ -276,6 +294,30 @@ def test_a_given_snapshot_is_used_instead_of_a_new_one():
     backend.calls.clear()
     SessionControl(backend).terminate([10], snapshot=snapshot)
     assert ("snapshot",) not in backend.calls
+
+
+@pytest.mark.parametrize("action", ["cancel", "terminate"])
+def test_a_pid_missing_from_a_list_of_own_sessions_only_is_not_permitted(action):
+    """A login that sees only its own sessions cannot tell a gone pid from a hidden one."""
+    backend = FakeBackend(active(10))
+    listed = backend.snapshot()
+    unlisted = Snapshot(
+        server=SERVER,
+        taken_at=listed.taken_at,
+        sessions=listed.sessions,
+        unlisted="this login lacks the PROCESS privilege",
+    )
+    backend.calls.clear()
+    results = getattr(SessionControl(backend), action)([55, 10], snapshot=unlisted)
+    assert outcomes(results) == [(55, Outcome.NOT_PERMITTED), (10, Outcome.ENDED)]
+    assert results[0].detail == (
+        "pid 55 is not among the sessions this login may see: "
+        "this login lacks the PROCESS privilege"
+    )
+    assert backend.signalled() == [(action, 10)]
+    # A list of every session: a pid missing from it is gone.
+    (gone,) = getattr(SessionControl(backend), action)([55], snapshot=listed)
+    assert gone.outcome is Outcome.ALREADY_GONE
 
 
 def test_nothing_requested_nothing_signalled():

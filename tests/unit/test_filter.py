@@ -402,3 +402,56 @@ def test_compile_query_regex():
 def test_compile_query_regex_rejects(pattern):
     with pytest.raises(ConfigurationError, match="bad --query regex"):
         compile_query_regex(pattern)
+
+
+# Filters are Python ``re`` patterns matched by sessionward, not by the server: another
+# dialect's syntax must be refused, not silently read with Python's meaning (#14).
+@pytest.mark.parametrize(
+    ("pattern", "suggestion"),
+    [
+        ("[[:alpha:]]", r"[^\W\d_]"),
+        ("^[[:digit:]]+$", r"\d"),
+        ("[[:space:][:punct:]]", r"\s"),
+        ("[:upper:]", "[A-Z]"),
+        ("x[[:xdigit:]]{8}", "[0-9a-f]"),
+    ],
+)
+def test_posix_classes_are_refused_with_the_python_spelling(pattern, suggestion):
+    with pytest.raises(ConfigurationError, match="is a POSIX class") as raised:
+        compile_query_regex(pattern)
+    assert f"write {suggestion} instead" in str(raised.value)
+
+
+def test_an_escaped_bracket_is_not_a_posix_class():
+    assert compile_query_regex(r"\[:alpha:]").search("[:alpha:]")
+
+
+@pytest.mark.parametrize("pattern", ["[[a]", "[a&&b]", "[a||b]", "[a~~b]", "x[[]"])
+def test_patterns_re_warns_about_are_refused_every_time(pattern):
+    # Twice: re caches what it compiled and warns only the first time.
+    for _ in range(2):
+        with pytest.raises(ConfigurationError, match="bad --query regex") as raised:
+            compile_query_regex(pattern)
+        assert "escape a literal [" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "words"),
+    [
+        ("(" * 100_000 + ")" * 100_000, "nested too deeply"),
+        ("a{99999999999}", "repetition number is too large"),
+        ("x(?i)", "global flags"),
+        ("\\", "bad escape"),
+    ],
+)
+def test_bad_regexes_are_one_line(pattern, words):
+    with pytest.raises(ConfigurationError, match=words) as raised:
+        compile_query_regex(pattern)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert len(message) < 200
+
+
+def test_the_option_is_named():
+    with pytest.raises(ConfigurationError, match="bad query regex"):
+        compile_query_regex("(", option="query")

@@ -12,6 +12,10 @@ from sessionward.core import (
     REPLICATION,
     ConfigurationError,
     History,
+    Match,
+    Policy,
+    PolicyAction,
+    Rule,
     ServerInfo,
     Session,
     Snapshot,
@@ -373,7 +377,11 @@ def test_no_time_threshold_no_deadline():
             "used twice",
         ),
         ('[[rule]]\nname = "a"\naction = "report"\ngrace = "5s"\n', 4, "grace applies only"),
-        ('[[rule]]\nname = "a"\naction = "report"\n[rule.limits]\nmax_per_sweep = 0\n', 5, ">= 1"),
+        (
+            '[[rule]]\nname = "a"\naction = "report"\n[rule.limits]\nmax_per_sweep = 0\n',
+            5,
+            "from 1 to",
+        ),
         (
             '[protect]\nusers = "dba"\nclients = ["300.1.1.1"]\n'
             '[[rule]]\nname = "a"\naction = "report"\n',
@@ -428,3 +436,179 @@ def test_unknown_application_is_protected_and_excluded_where_names_are_hidden():
     assert [d.session.pid for d in decide(excluding, hidden, now=0).decisions] == [10]
     # Where names are shown, a session without one is neither.
     assert [d.session.pid for d in decide(protecting, snap(s(10)), now=0).decisions] == [10]
+
+
+# ------------------------------------------------------------------ numbers in range (#14)
+
+DURATION_KEYS = ("idle_over", "idle_in_transaction_over", "xact_over", "query_over", "wait_over")
+NOT_DURATIONS = {
+    "nan": "is not a duration",
+    "inf": "is not a duration",
+    "-inf": "is not a duration",
+    "+nan": "is not a duration",
+    "1e400": "is not a duration",
+    "-1": "is negative",
+    "-0.5": "is negative",
+    "31622401": "is longer than 366 days",
+    "1e30": "is longer than 366 days",
+    "99999999999999999999999999999999": "is longer than 366 days",
+    '"400d"': "longer than 366 days",
+    '"nan"': "not a duration",
+    '"-5m"': "not a duration",
+    "true": "must be a duration",
+    "[5]": "must be a duration",
+    "1979-05-27": "must be a duration",
+}
+
+
+@pytest.mark.parametrize("key", DURATION_KEYS)
+@pytest.mark.parametrize("value", list(NOT_DURATIONS))
+def test_a_duration_out_of_range_is_refused_naming_key_and_line(key, value):
+    text = f'[[rule]]\nname = "idle-tx"\naction = "report"\n\n[rule.match]\n{key} = {value}\n'
+    with pytest.raises(ConfigurationError) as raised:
+        parse_policy(text)
+    message = str(raised.value)
+    assert message.startswith(f"policy line 6: rule 'idle-tx': match: {key}"), message
+    assert NOT_DURATIONS[value] in message
+    assert "\n" not in message
+
+
+def test_the_message_repeats_the_value_as_written():
+    with pytest.raises(ConfigurationError) as raised:
+        parse_policy(
+            '[[rule]]\nname = "idle-tx"\naction = "terminate"\n'
+            "match = { idle_in_transaction_over = nan }\n"
+        )
+    assert str(raised.value) == (
+        "policy line 4: rule 'idle-tx': match: idle_in_transaction_over = nan is not a "
+        'duration (give seconds from 0 to 366 days, or a string such as "90s")'
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", '"0s"', "31622400", '"366d"', "1e-9", "300"])
+def test_durations_in_range_are_kept(value):
+    pol = policy(f'action = "report"\nmatch = {{ idle_over = {value} }}')
+    seconds = pol.rules[0].match.idle_over_seconds
+    assert seconds is not None
+    assert 0 <= seconds <= 366 * 86400
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("grace = nan", "grace = nan is not a duration"),
+        ("grace = inf", "grace = inf is not a duration"),
+        ("grace = -1", "grace = -1 is negative"),
+        ('grace = "400d"', "longer than 366 days"),
+        ("grace = 0", "grace = 0 leaves no time"),
+        ('grace = "0s"', "grace = 0 leaves no time"),
+    ],
+)
+def test_grace_out_of_range_is_refused(body, words):
+    with pytest.raises(ConfigurationError) as raised:
+        policy(f'action = "cancel_then_terminate"\n{body}')
+    assert "line 5" in str(raised.value)
+    assert words in str(raised.value)
+
+
+COUNTS = {
+    # key, where it goes, smallest and largest accepted
+    "blocking_at_least": ("[rule.match]", 1, 100_000),
+    "xmin_age_over": ("[rule.match]", 0, 2**31 - 1),
+    "max_per_sweep": ("[rule.limits]", 1, 100_000),
+    "max_per_minute": ("[rule.limits]", 1, 100_000),
+}
+
+
+@pytest.mark.parametrize("key", list(COUNTS))
+def test_counts_have_a_floor_and_a_ceiling(key):
+    table, low, high = COUNTS[key]
+
+    def load(value):
+        return parse_policy(f'[[rule]]\nname = "r"\naction = "report"\n{table}\n{key} = {value}\n')
+
+    for value in (low, high):
+        load(value)
+    for value in (low - 1, high + 1, -1, "nan", "inf", "1.0", "10" + "0" * 40, '"3"', "true"):
+        expected = f"line 5: rule 'r': .*{key} must be a whole number from {low} to {high:,}"
+        with pytest.raises(ConfigurationError, match=expected):
+            load(value)
+
+
+@pytest.mark.parametrize("key", ["max_per_sweep", "max_per_minute"])
+def test_overall_limits_have_the_same_ceiling(key):
+    with pytest.raises(ConfigurationError, match=r"line 2: limits: .* from 1 to 100,000"):
+        policy('action = "report"', top=f"[limits]\n{key} = 100001")
+
+
+def test_blocking_at_least_zero_would_match_every_session():
+    # A session blocking nobody is "blocking at least 0": refused, not matched.
+    with pytest.raises(ConfigurationError, match="blocking_at_least must be a whole number"):
+        policy('action = "terminate"\nmatch = { blocking_at_least = 0 }')
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("a = " + "[" * 100_000, "nested too deeply"),
+        ("a = " + "{b = " * 100_000, "nested too deeply"),
+        ("a = " + "9" * 5000, "Exceeds the limit (4300 digits)"),
+    ],
+)
+def test_pathological_toml_is_one_line(text, words):
+    with pytest.raises(ConfigurationError) as raised:
+        parse_policy(text)
+    message = str(raised.value)
+    assert message.startswith("policy is not valid TOML: ")
+    assert words in message
+    assert "\n" not in message
+    assert "sys.set_int_max_str_digits" not in message
+
+
+@pytest.mark.parametrize(
+    "pattern", ["[[:alpha:]]", "[[a]", "(" * 100_000 + ")" * 100_000, "a{99999999999}"]
+)
+def test_a_bad_policy_regex_names_the_line(pattern):
+    text = f'[[rule]]\nname = "a"\naction = "report"\n[rule.match]\nquery = \'{pattern}\'\n'
+    with pytest.raises(
+        ConfigurationError, match=r"^policy line 5: rule 'a': match: bad query regex"
+    ):
+        parse_policy(text)
+
+
+def test_line_numbers_stay_linear_on_long_lines():
+    # The key-to-line map once backtracked quadratically on a long inline table or a
+    # bracket-led line in a multi-line string: 200,000 characters took minutes.
+    import time
+
+    letters, spaces = "a" * 200_000, " " * 200_000
+    text = (
+        f'[[rule]]\nname = "a"\naction = "report"\nmatch = {{ query = "{letters}" }}\n'
+        f'[[rule]]\nname = "b"\naction = "report"\nmatch = {{ query = """\n[{spaces}x\n""" }}\n'
+    )
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError, match="line 8: rule 'b'"):
+        parse_policy(text)
+    assert time.monotonic() - started < 10
+
+
+def test_line_numbers_count_only_toml_newlines():
+    # U+2028 inside a string is not a line break for TOML.
+    text = '[[rule]]\nname = "a\u2028b"\naction = "report"\nmatch = { idle_over = nan }\n'
+    with pytest.raises(ConfigurationError, match="line 4:"):
+        parse_policy(text)
+
+
+def test_crlf_policies_name_the_line():
+    text = '[[rule]]\r\nname = "a"\r\naction = "report"\r\n[rule.match]\r\nidle_over = nan\r\n'
+    with pytest.raises(ConfigurationError, match="line 5:"):
+        parse_policy(text)
+
+
+def test_a_hand_built_nan_threshold_never_matches():
+    # The loader refuses nan; a Match built in Python must not end every session with it.
+    nan = float("nan")
+    pol = Policy(
+        rules=(Rule(name="r", action=PolicyAction.TERMINATE, match=Match(idle_over_seconds=nan)),)
+    )
+    assert chosen(pol, snap(s(10, state_age_seconds=1e6, is_superuser=False))) == []

@@ -164,6 +164,65 @@ def test_load_tolerates_unknown_and_missing_optional_fields():
     assert snapshot_from_dict(data) == MARIADB
 
 
+# The README promises that within sessionward.snapshot/1 fields are only ever added:
+# a reader ignores unknown ones at every level, whatever their type.
+UNKNOWN_FIELDS = {
+    "top level": ("hostname",),
+    "server": ("server", "port"),
+    "session": ("sessions", 0, "memory_bytes"),
+    "nested object": ("sessions", 0, "tls"),
+}
+
+
+@pytest.mark.parametrize("where", list(UNKNOWN_FIELDS))
+@pytest.mark.parametrize("value", [1, "x", None, [1, "a"], {"cipher": {"bits": 256}}, 1.5])
+def test_load_ignores_unknown_fields_at_every_level(where, value):
+    data = snapshot_to_dict(SNAPSHOT)
+    *parents, last = UNKNOWN_FIELDS[where]
+    target = data
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    assert load_snapshot(json.dumps(data)) == SNAPSHOT
+
+
+def test_schema_allows_unknown_fields_everywhere():
+    schema = snapshot_json_schema()
+    objects = [schema, schema["properties"]["server"], schema["properties"]["sessions"]["items"]]
+    assert all(obj.get("additionalProperties") is True for obj in objects)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ('"xact_age_seconds": 12.5', '"xact_age_seconds": NaN', "NaN is not a JSON number"),
+        ('"xact_age_seconds": 12.5', '"xact_age_seconds": Infinity', "Infinity is not"),
+        ('"xact_age_seconds": 12.5', '"xact_age_seconds": -Infinity', "-Infinity is not"),
+        ('"xact_age_seconds": 12.5', '"xact_age_seconds": 1e999', "number or null, not inf"),
+        ('"xmin_age": 17', '"xmin_age": -1e999', "integer or null, not -inf"),
+    ],
+)
+def test_load_refuses_non_finite_numbers(old, new, words):
+    document = dump_snapshot(SNAPSHOT)
+    assert old in document
+    with pytest.raises(ConfigurationError, match=re.escape(words)):
+        load_snapshot(document.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"a":' * 100_000, "nested too deeply"),
+        ("[" * 100_000, "nested too deeply"),
+        ('{"pid": ' + "9" * 5000 + "}", "digits"),
+    ],
+)
+def test_load_refuses_pathological_json_in_one_line(text, words):
+    with pytest.raises(ConfigurationError, match=words) as raised:
+        load_snapshot(text)
+    assert "\n" not in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "not json", "{", "[]", "null", "42", '"sessionward.snapshot/1"'],
@@ -213,6 +272,8 @@ def _mutations():
         "no taken_at": drop("taken_at"),
         "no pid": drop("sessions", 0, "pid"),
         "no engine": drop("server", "engine"),
+        "no own_pid": drop("server", "own_pid"),
+        "no pid in a later session": drop("sessions", 2, "pid"),
         "sessions is an object": put({}, "sessions"),
         "sessions is a string": put("4242", "sessions"),
         "session is a list": put([1, 2], "sessions", 0),
@@ -225,7 +286,6 @@ def _mutations():
         "is_superuser is a number": put(1, "sessions", 0, "is_superuser"),
         "unknown backend_kind": put("thread", "sessions", 0, "backend_kind"),
         "unknown engine": put("oracle", "server", "engine"),
-        "extra server key": put(1, "server", "port"),
         "server is a list": put([], "server"),
         "version_num is a string": put("160002", "server", "version_num"),
         "taken_at is garbage": put("yesterday", "taken_at"),

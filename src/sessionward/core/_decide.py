@@ -19,7 +19,7 @@ waiting for their grace to run out.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from ._blockers import root_blockers
@@ -118,9 +118,18 @@ class Sweep:
 
 
 def decide(
-    policy: Policy, snapshot: Snapshot, *, now: float, history: History = History()
+    policy: Policy,
+    snapshot: Snapshot,
+    *,
+    now: float,
+    history: History = History(),
+    own_pids: Collection[int] = frozenset(),
 ) -> Sweep:
-    """Decide what every rule does to ``snapshot`` at monotonic time ``now``."""
+    """Decide what every rule does to ``snapshot`` at monotonic time ``now``.
+
+    ``own_pids`` are the caller's other connections to this server (an audit
+    table's, say): protected like ``snapshot.server.own_pid``.
+    """
     if not snapshot.partial:
         history = history.forget_absent(snapshot)
     recent = [e for e in history.endings if now - e[0] < _MINUTE]
@@ -140,7 +149,7 @@ def decide(
         for session in snapshot.sessions:
             if session.pid in decided:
                 continue
-            reason = _protection(policy, rule, session, snapshot)
+            reason = _protection(policy, rule, session, snapshot, own_pids)
             wait = rule.match.seconds_until_match(session, snapshot)
             if wait is None:
                 continue
@@ -158,7 +167,7 @@ def decide(
                 crossings[key] = min(crossings.get(key, due), due)
                 continue
             eligible.append(session)
-        victims = _victims(policy, rule, eligible, snapshot, decided, protected)
+        victims = _victims(policy, rule, eligible, snapshot, decided, protected, own_pids)
         rule_sweep = 0
         rule_minute = sum(1 for _, name in recent if name == rule.name)
         for session, why in victims:
@@ -190,7 +199,11 @@ def decide(
     )
 
 
-def _protection(policy: Policy, rule: Rule, session: Session, snapshot: Snapshot) -> str | None:
+def _protection(
+    policy: Policy, rule: Rule, session: Session, snapshot: Snapshot, own_pids: Collection[int]
+) -> str | None:
+    if session.pid in own_pids:
+        return "sessionward's own connection"
     return always_protected(session, snapshot, rule) or policy.protect.reason(
         session, applications_hidden=applications_hidden(snapshot)
     )
@@ -203,6 +216,7 @@ def _victims(
     snapshot: Snapshot,
     decided: set[int],
     protected: list[tuple[str, Session, str]],
+    own_pids: Collection[int],
 ) -> list[tuple[Session, str]]:
     if not eligible:
         return []
@@ -212,7 +226,7 @@ def _victims(
             root = snapshot.get(pid)
             if root is None or pid in decided:
                 continue
-            reason = _protection(policy, rule, root, snapshot)
+            reason = _protection(policy, rule, root, snapshot, own_pids)
             if reason is not None:
                 protected.append((rule.name, root, f"root blocker, {reason}"))
                 continue

@@ -61,6 +61,13 @@ def refusal(pid: int, snapshot: Snapshot, action: Action, safety: Safety) -> End
     if pid == snapshot.server.own_pid:
         return EndResult(pid, Outcome.PROTECTED, "this is sessionward's own session", session)
     if session is None:
+        if snapshot.unlisted:
+            # Absent from a list that leaves other users out: it may well be alive.
+            return EndResult(
+                pid,
+                Outcome.NOT_PERMITTED,
+                f"pid {pid} is not among the sessions this login may see: {snapshot.unlisted}",
+            )
         return EndResult(pid, Outcome.ALREADY_GONE, "no such session on the server")
     if session.backend_kind == REPLICATION and not safety.include_replication:
         return EndResult(
@@ -125,3 +132,18 @@ def failure_summary(results: Sequence[EndResult], action: Action) -> str | None:
     if not_permitted:
         line += f": {not_permitted[0].detail}"
     return line
+
+
+def unseen_note(snapshot: Snapshot) -> str | None:
+    """One line on the sessions a filter could not judge, naming the missing privilege.
+
+    ``None`` when every session was listed whole.  A login that sees only its
+    own sessions (``unlisted``) cannot have chosen the others at all: the
+    caller reports that as not done.  One that sees them without details
+    (``undetailed``) could not choose them by those details: a note.
+    """
+    if snapshot.unlisted:
+        return f"other users' sessions could not be chosen: {snapshot.unlisted}"
+    if snapshot.undetailed:
+        return f"note: {snapshot.undetailed}"
+    return None

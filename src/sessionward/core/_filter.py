@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -54,11 +55,71 @@ def parse_state(text: str) -> str:
     return state
 
 
-def compile_query_regex(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern, re.IGNORECASE | re.DOTALL)
-    except re.error as error:
-        raise ConfigurationError(f"bad --query regex {pattern!r}: {error}") from None
+#: Python spellings of the POSIX bracket classes other regex dialects (grep, PostgreSQL's
+#: ``~``) know; Python's ``re`` reads ``[[:alpha:]]`` as a set of ``:``, ``a``, ``l``…
+_POSIX_CLASSES = {
+    "alnum": r"[^\W_]",
+    "alpha": r"[^\W\d_]",
+    "blank": r"[ \t]",
+    "cntrl": r"[\x00-\x1f\x7f]",
+    "digit": r"\d",
+    "graph": r"[!-~]",
+    "lower": "[a-z]",
+    "print": "[ -~]",
+    "punct": r"[!-/:-@\[-`{-~]",
+    "space": r"\s",
+    "upper": "[A-Z]",
+    "word": r"\w",
+    "xdigit": "[0-9a-f]",
+}
+_POSIX_CLASS = re.compile(r"(?<!\\)\[:(" + "|".join(_POSIX_CLASSES) + r"):\]")
+
+
+def compile_query_regex(pattern: str, *, option: str = "--query") -> re.Pattern[str]:
+    r"""Compile a query filter: Python ``re`` syntax, case-insensitive, matched by sessionward.
+
+    The server never sees the pattern, so its own regex dialect does not apply: POSIX
+    classes are refused with their Python spelling, as is any pattern ``re`` warns about.
+
+    >>> compile_query_regex("^select").search("SELECT 1") is not None
+    True
+    >>> compile_query_regex("[[:digit:]]+")
+    Traceback (most recent call last):
+    ...
+    sessionward.core._errors.ConfigurationError: bad --query regex ...: ... write \d instead
+    """
+    shown = _shown(pattern)
+    posix = _POSIX_CLASS.search(pattern)
+    if posix is not None:
+        name = posix.group(1)
+        raise ConfigurationError(
+            f"bad {option} regex {shown}: [:{name}:] is a POSIX class, which Python's re "
+            f"does not know; write {_POSIX_CLASSES[name]} instead"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # ``re`` caches compiled patterns and warns only when it compiles one: without a
+        # purge, the second use of a pattern it warned about would pass in silence.
+        re.purge()
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+        except re.error as error:
+            raise ConfigurationError(f"bad {option} regex {shown}: {error}") from None
+        except RecursionError:
+            raise ConfigurationError(f"bad {option} regex {shown}: nested too deeply") from None
+        except OverflowError as error:  # a repetition count past what re can hold
+            raise ConfigurationError(f"bad {option} regex {shown}: {error}") from None
+    if caught:
+        raise ConfigurationError(
+            f"bad {option} regex {shown}: {caught[0].message} (inside [...], escape a "
+            "literal [, -, &, ~ or | with a backslash)"
+        )
+    return compiled
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error line: escaped, and cut when long."""
+    return repr(text) if len(text) <= 60 else repr(text[:60]) + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ Semantics, the same everywhere:
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field, replace
 
@@ -139,7 +140,9 @@ class Match:
         ages = self.ages(session)
         for name, limit in self.thresholds().items():
             age = ages[name]
-            if age is None:
+            # NaN compares false both ways: it must never count as "over" (the loaders
+            # refuse it; this keeps a hand-built Match from ending every session).
+            if age is None or math.isnan(age) or math.isnan(limit):
                 return None
             if age <= limit:  # strictly over: exactly at the limit is a hair short
                 wait = max(wait, limit - age, _HAIR_SECONDS)

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._durations import parse_duration
+from ._durations import duration_problem, parse_duration
 from ._errors import ConfigurationError
 from ._filter import compile_query_regex, parse_client, parse_state
 from ._policy import Limits, Match, Policy, PolicyAction, Protect, Rule, Victims
@@ -55,6 +55,16 @@ PROTECT_KEYS = ("users", "applications", "databases", "clients")
 LIMIT_KEYS = ("max_per_sweep", "max_per_minute")
 TOP_KEYS = ("rule", "protect", "limits")
 
+#: The largest count a policy may give: more sessions than any server holds.
+MAX_COUNT = 100_000
+#: ``xmin_age_over`` counts transactions; no xmin can be older than 2**31 (wraparound).
+MAX_XMIN_AGE = 2**31 - 1
+#: The lowest value of each count: ``blocking_at_least = 0`` would hold for every session.
+_COUNT_MINIMUM = {"blocking_at_least": 1, "xmin_age_over": 0}
+_COUNT_MAXIMUM = {"blocking_at_least": MAX_COUNT, "xmin_age_over": MAX_XMIN_AGE}
+#: How much of a refused value an error message repeats.
+_SHOWN_CHARS = 60
+
 
 def parse_policy(text: str) -> Policy:
     """Parse and check a policy; raise ``ConfigurationError`` naming the line at fault."""
@@ -62,6 +72,11 @@ def parse_policy(text: str) -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"policy is not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigurationError("policy is not valid TOML: nested too deeply") from None
+    except ValueError as error:  # an integer of more digits than Python converts
+        reason = str(error).partition(";")[0]  # not Python's advice on raising the limit
+        raise ConfigurationError(f"policy is not valid TOML: {reason}") from None
     lines = _key_lines(text)
     return _Reader(lines).policy(data)
 
@@ -135,6 +150,12 @@ class _Reader:
                     f"{where}.grace", f"{label}: grace applies only to cancel_then_terminate"
                 )
             grace = self.duration(raw["grace"], f"{where}.grace", f"{label}: grace")
+            if grace == 0:
+                raise self.fail(
+                    f"{where}.grace",
+                    f"{label}: grace = 0 leaves no time to finish; for that, write action = "
+                    '"terminate"',
+                )
         superusers = raw.get("include_superusers", False)
         if not isinstance(superusers, bool):
             raise self.fail(
@@ -168,11 +189,17 @@ class _Reader:
             elif key == "query":
                 if not isinstance(value, str):
                     raise self.fail(at, f"{label}: query must be a regular expression string")
-                values["query"] = self.wrap(compile_query_regex, value, at, label)
+                values["query"] = self.wrap(_policy_regex, value, at, label)
             elif key in _DURATION_FIELDS:
                 values[_DURATION_FIELDS[key]] = self.duration(value, at, f"{label}: {key}")
             else:
-                values[key] = self.count(value, at, f"{label}: {key}", minimum=0)
+                values[key] = self.count(
+                    value,
+                    at,
+                    f"{label}: {key}",
+                    minimum=_COUNT_MINIMUM[key],
+                    maximum=_COUNT_MAXIMUM[key],
+                )
         return Match(**values)
 
     def protect(self, raw: Any) -> Protect:
@@ -196,7 +223,9 @@ class _Reader:
         self.unknown(raw, LIMIT_KEYS, where, label)
         return Limits(
             **{
-                key: self.count(value, f"{where}.{key}", f"{label}: {key}", minimum=1)
+                key: self.count(
+                    value, f"{where}.{key}", f"{label}: {key}", minimum=1, maximum=MAX_COUNT
+                )
                 for key, value in raw.items()
             }
         )
@@ -211,8 +240,10 @@ class _Reader:
 
     def choice(self, kind: Any, value: Any, where: str, label: str) -> Any:
         options = [member.value for member in kind]
-        if value not in options:
-            raise self.fail(where, f"{label} must be one of {', '.join(options)}, not {value!r}")
+        if not isinstance(value, str) or value not in options:
+            raise self.fail(
+                where, f"{label} must be one of {', '.join(options)}, not {_shown(value)}"
+            )
         return kind(value)
 
     def strings(self, value: Any, where: str, label: str) -> list[str]:
@@ -222,21 +253,32 @@ class _Reader:
         return list(items)
 
     def duration(self, value: Any, where: str, label: str) -> float:
-        if isinstance(value, bool):
-            raise self.fail(where, f'{label} must be a duration such as "90s" or "5m"')
-        if isinstance(value, (int, float)):
-            seconds = float(value)
-        elif isinstance(value, str):
-            seconds = self.wrap(parse_duration, value, where, label)
-        else:
-            raise self.fail(where, f'{label} must be a duration such as "90s" or "5m"')
-        if seconds < 0:
-            raise self.fail(where, f"{label} must not be negative")
+        """A duration: a string such as ``"90s"``, or a number of seconds."""
+        if isinstance(value, str):
+            seconds: float = self.wrap(parse_duration, value, where, label)
+            return seconds
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(
+                where, f'{label} must be a duration such as "90s" or "5m", not {_shown(value)}'
+            )
+        # Clamped first: an int too large for a float is still just too long.
+        seconds = float(max(-1, min(value, 2**63))) if isinstance(value, int) else value
+        problem = duration_problem(seconds)
+        if problem is not None:
+            raise self.fail(
+                where,
+                f"{label} = {_shown(value)} {problem} "
+                '(give seconds from 0 to 366 days, or a string such as "90s")',
+            )
         return seconds
 
-    def count(self, value: Any, where: str, label: str, *, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(where, f"{label} must be a whole number >= {minimum}, not {value!r}")
+    def count(self, value: Any, where: str, label: str, *, minimum: int, maximum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise self.fail(
+                where,
+                f"{label} must be a whole number from {minimum} to {maximum:,}, "
+                f"not {_shown(value)}",
+            )
         return value
 
     def wrap(self, convert: Callable[[str], Any], value: str, where: str, label: str) -> Any:
@@ -246,9 +288,21 @@ class _Reader:
             raise self.fail(where, f"{label}: {error}") from None
 
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+def _policy_regex(pattern: str) -> re.Pattern[str]:
+    return compile_query_regex(pattern, option="query")
+
+
+def _shown(value: Any) -> str:
+    """``value`` as TOML-ish text for an error line, cut when long."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
+
+
+# Each pattern is linear in the line's length: no two adjacent parts can take the same
+# character, so a long line (a 1 MiB string in a policy) cannot make them backtrack.
+_HEADER = re.compile(r"^\s*(\[\[?)([^\]]*)\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
-_INLINE_KEY = re.compile(r"([A-Za-z0-9_\-]+)\s*=")
+_INLINE_KEY = re.compile(r"(?<![A-Za-z0-9_\-])([A-Za-z0-9_\-]+)\s*=")
 
 
 def _key_lines(text: str) -> dict[str, int]:
@@ -260,10 +314,11 @@ def _key_lines(text: str) -> dict[str, int]:
     lines: dict[str, int] = {}
     counts: dict[str, int] = {}
     current = ""
-    for number, line in enumerate(text.splitlines(), start=1):
+    # TOML ends lines at LF only; splitlines() would also split at U+2028 in a string.
+    for number, line in enumerate(text.split("\n"), start=1):
         header = _HEADER.match(line)
         if header:
-            parts = [p.strip().strip("\"'") for p in header.group(2).split(".")]
+            parts = [p.strip().strip("\"'") for p in header.group(2).strip().split(".")]
             is_array = header.group(1) == "[["
             path = _resolve(parts[:-1] if is_array else parts, counts)
             if is_array:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from ._session import ServerInfo, Snapshot
+from ._session import ServerInfo, Session, Snapshot
 
 
 class Backend(Protocol):
@@ -60,6 +60,16 @@ class Backend(Protocol):
         """
         ...
 
+    def foresee_refusals(self, action: str, sessions: Sequence[Session]) -> dict[int, str]:
+        """For a dry run: which ``sessions`` the server would refuse to let this login
+        ``action`` (``cancel`` or ``terminate``), each with the reason naming the
+        missing privilege; the others are left out.  Signals nothing.
+
+        When the login's privileges cannot be read with certainty (MariaDB/MySQL
+        roles), a session is left out: the real run will find out.
+        """
+        ...
+
     def try_leader_lock(self, name: str) -> bool:
         """Take the server lock ``name`` without waiting, held until this connection ends;
         False when another connection holds it.  Call it only until it succeeds."""
@@ -88,7 +98,10 @@ class Backend(Protocol):
         """Whether database (MySQL: schema) ``name`` exists.
 
         Raise ``ConfigurationError`` when it is the one this connection uses,
-        or one the server itself needs (``template0``, ``mysql``…).
+        one the server itself needs (``template0``, ``mysql``…), or a name
+        longer than the server keeps whole; ``PermissionDenied`` when this
+        login may not drop it (or, not allowed to see it, cannot tell).  Every
+        method taking ``name`` refuses an over-long one the same way.
         """
         ...
 

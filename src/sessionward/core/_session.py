@@ -127,6 +127,14 @@ class Snapshot:
     #: Only the sessions asked for were read (``Backend.snapshot(pids=...)``):
     #: a session missing from it may still exist.
     partial: bool = False
+    #: Why other users' sessions are left out of ``sessions`` altogether (the
+    #: privilege that would list them, named); a pid not listed may then
+    #: still exist.  Empty when the server listed every session.
+    unlisted: str = ""
+    #: Why other users' sessions are listed without state, query, times or
+    #: client (the privilege that would show them, named): filters on those
+    #: cannot choose them.  Empty when every session is shown whole.
+    undetailed: str = ""
     _by_pid: dict[int, Session] = field(init=False, repr=False, compare=False)
     _blocking: dict[int, tuple[int, ...]] = field(init=False, repr=False, compare=False)
 
@@ -159,4 +167,6 @@ class Snapshot:
             sessions=sessions,
             degraded=self.degraded,
             partial=self.partial,
+            unlisted=self.unlisted,
+            undetailed=self.undetailed,
         )

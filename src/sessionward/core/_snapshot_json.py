@@ -2,7 +2,10 @@
 
 The schema is versioned by its ``schema`` key and described by
 ``snapshot.schema.json`` beside this module.  Within version 1, fields are only
-ever added, never renamed or removed.
+ever added, never renamed or removed: a reader ignores the fields it does not know,
+at every level, and tolerates the absence of any it can do without (all but
+``taken_at``, ``server`` and its four keys, ``sessions`` and each session's ``pid``).
+Numbers must be finite: ``NaN`` or ``Infinity`` in an age would match every rule or none.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import math
 from collections.abc import Iterable
 from importlib import resources
 from typing import Any
@@ -20,6 +24,10 @@ from ._session import ServerInfo, Session, Snapshot
 
 SCHEMA_ID = "sessionward.snapshot/1"
 _SESSION_FIELDS = tuple(f.name for f in dataclasses.fields(Session))
+_SERVER_FIELDS = tuple(f.name for f in dataclasses.fields(ServerInfo))
+#: What a reader cannot do without; every other field has a default.
+_REQUIRED_TOP = ("taken_at", "server", "sessions")
+_REQUIRED_SESSION = ("pid",)
 
 
 def snapshot_to_dict(
@@ -46,22 +54,41 @@ def snapshot_to_dict(
 
 
 def snapshot_from_dict(data: dict[str, Any]) -> Snapshot:
-    """Rebuild a snapshot from its JSON form; raise ``ConfigurationError`` when it is not one."""
+    """Rebuild a snapshot from its JSON form; raise ``ConfigurationError`` when it is not one.
+
+    Unknown fields are ignored wherever they appear: later versions only add fields.
+    """
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         raise ConfigurationError(f"not a sessionward snapshot (expected schema {SCHEMA_ID!r})")
-    problem = _type_problem(data, _schema(), "snapshot")
+    problem = _type_problem(data, _schema(), "snapshot") or _missing_problem(data)
     if problem is not None:
         raise ConfigurationError(f"malformed snapshot: {problem}")
     try:
         sessions = tuple(_session_from_row(row) for row in data["sessions"])
+        server = data["server"]
         return Snapshot(
-            server=ServerInfo(**data["server"]),
+            server=ServerInfo(**{name: server[name] for name in _SERVER_FIELDS}),
             taken_at=dt.datetime.fromisoformat(data["taken_at"]),
             sessions=sessions,
             degraded=tuple(data.get("degraded", ())),
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except ValueError as error:  # taken_at is not an ISO 8601 time
         raise ConfigurationError(f"malformed snapshot: {error}") from None
+
+
+def _missing_problem(data: dict[str, Any]) -> str | None:
+    """Name the first field a reader cannot do without that ``data`` lacks."""
+    for key in _REQUIRED_TOP:
+        if key not in data:
+            return f"snapshot has no {key!r}"
+    for key in _SERVER_FIELDS:
+        if key not in data["server"]:
+            return f"snapshot.server has no {key!r}"
+    for index, row in enumerate(data["sessions"]):
+        for key in _REQUIRED_SESSION:
+            if key not in row:
+                return f"snapshot.sessions[{index}] has no {key!r}"
+    return None
 
 
 def _session_from_row(row: dict[str, Any]) -> Session:
@@ -75,11 +102,21 @@ def dump_snapshot(snapshot: Snapshot) -> str:
 
 
 def load_snapshot(text: str) -> Snapshot:
+    """Read a snapshot from its JSON text; any fault is one ``ConfigurationError`` line."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise ConfigurationError(f"snapshot is not JSON: {error}") from None
+    except RecursionError:
+        raise ConfigurationError("snapshot is not JSON: nested too deeply") from None
+    except ValueError as error:  # NaN or Infinity, or an integer of too many digits
+        reason = str(error).partition(";")[0]  # not Python's advice on raising the limit
+        raise ConfigurationError(f"snapshot is not JSON: {reason}") from None
     return snapshot_from_dict(data)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def snapshot_json_schema() -> dict[str, Any]:
@@ -136,6 +173,9 @@ def _is_json_type(value: Any, name: str) -> bool:
     # bool is an int in Python, never in JSON.
     if isinstance(value, bool):
         return name == "boolean"
+    # 1e999 reads as inf: no age or count is infinite.
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
     return isinstance(value, _JSON_TYPES[name])
 
 

@@ -9,12 +9,12 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from ... import __version__
-from ..._control import DEFAULT_WAIT_SECONDS, SessionControl, connect
+from ..._control import DEFAULT_WAIT_SECONDS, SessionControl
 from ...core import (
     ConfigurationError,
-    ConnectionFailed,
     DatabaseInUse,
     DropResult,
     EndResult,
@@ -25,16 +25,24 @@ from ...core import (
     redact_url,
     root_blockers,
 )
-from ...core._endings import Action, candidates, failure_summary
+from ...core._endings import Action, candidates, failure_summary, unseen_note
 from .._params import DURATION
+from .._text import printable
 from . import _render
 from ._options import build_filter, filter_options, pop_filter_options
-from ._target import resolve_url
+from ._process import (
+    EXIT_ERROR,
+    EXIT_NOT_ALL_ENDED,
+    EXIT_OK,
+    OutputFailed,
+    internal_error,
+    say,
+)
+from ._target import connect_resolved, resolve_url
 
-#: Exit codes: 0 all done, 1 some session not ended, 2 bad input or no server.
-EXIT_NOT_ALL_ENDED = 1
-EXIT_ERROR = 2
-EXIT_INTERNAL = 3
+
+class NoAnswer(Exception):
+    """End of input at a confirmation: nothing was done (exit 1)."""
 
 
 dsn_option = click.option(
@@ -46,22 +54,21 @@ dsn_option = click.option(
 
 
 def open_control(dsn: str | None) -> SessionControl:
-    resolved = resolve_url(dsn)
-    try:
-        return connect(resolved.url)
-    except ConnectionFailed as error:
-        if resolved.source == "libpq":
-            raise ConnectionFailed(
-                f"{error} (no --dsn or DATABASE_URL given, so libpq defaults and PG* "
-                "variables were used)"
-            ) from None
-        raise
+    return connect_resolved(resolve_url(dsn))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    invoke_without_command=True,
+)
 @click.version_option(__version__, prog_name="sessionward")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """See, explain and end PostgreSQL and MariaDB/MySQL sessions."""
+    if ctx.invoked_subcommand is None:
+        # Asked for nothing: the help is the answer, on stdout, as git and docker do.
+        click.echo(ctx.get_help())
+        ctx.exit(EXIT_OK)
 
 
 @cli.command("ls")
@@ -94,15 +101,15 @@ def ls_command(dsn: str | None, include_background: bool, sort: str, as_json: bo
         session_filter.select(snapshot), key=lambda s: (_render.SORT_KEYS[sort](s), s.pid)
     )
     if as_json:  # the snapshot carries its own "degraded" notes
-        click.echo(_render.sessions_json(snapshot, shown))
+        _write(_render.sessions_json(snapshot, shown) + "\n")
     elif as_csv:
-        click.echo(_render.sessions_csv(snapshot, shown), nl=False)
+        _write(_render.sessions_csv(snapshot, shown))
         _notes_to_stderr(snapshot)
     else:
         console = _render.make_console()
         if shown:
             console.print(_render.sessions_table(snapshot, shown, width=console.width))
-        console.print(_render.summary_line(snapshot, shown), style="dim")
+        console.print(Text(_render.summary_line(snapshot, shown), style="dim"))
         _print_notes(console, snapshot)
 
 
@@ -115,14 +122,14 @@ def blockers_command(dsn: str | None, as_json: bool) -> None:
         snapshot = control.snapshot()
         forest = control.blockers(snapshot)
     if as_json:
-        click.echo(_render.forest_json(forest))
+        _write(_render.forest_json(forest) + "\n")
         _notes_to_stderr(snapshot)
         return
     console = _render.make_console()
     if forest:
         console.print(_render.forest_tree(forest))
     else:
-        console.print("No session waits for a lock.")
+        console.print(_render.plain("No session waits for a lock."))
     _print_notes(console, snapshot)
 
 
@@ -136,7 +143,7 @@ def _ending_command(action: str) -> Callable[[Callable[..., None]], click.Comman
             "(still running, not permitted, protected, already gone), 2 on bad input."
         )
         options = [
-            click.argument("pids", nargs=-1, type=int),
+            click.argument("pids", nargs=-1, type=click.IntRange(min=1)),
             dsn_option,
             filter_options,
             click.option("--all-matching", is_flag=True,
@@ -178,6 +185,8 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
     session_filter = build_filter(pop_filter_options(kwargs))
     if pids and not session_filter.is_empty():
         raise ConfigurationError("give pids or filters, not both")
+    if pids and all_matching:
+        raise ConfigurationError("give pids or --all-matching, not both")
     if not pids and session_filter.is_empty() and not all_matching:
         raise ConfigurationError(
             f"no session chosen: give pids, a filter such as --database, or --all-matching "
@@ -192,9 +201,10 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
             chosen = list(root_blockers(snapshot, chosen))
         if not chosen:
             if not as_json:
-                console.print("No session matches.")
+                console.print(_render.plain("No session matches."))
             else:
                 click.echo("[]")
+            _exit_for((), action, chosen_from=None if pids else snapshot)
             return
         end = control.cancel if action == "cancel" else control.terminate
         if not dry_run and not yes and len(chosen) > 1 and _interactive():
@@ -204,17 +214,15 @@ def _end(action: str, *, pids: Sequence[int], dsn: str | None, all_matching: boo
             would_end = sum(1 for r in preview if r.outcome is Outcome.WOULD_END)
             if would_end > 1:
                 console.print(_render.results_table(preview, width=console.width))
-                if not click.confirm(f"{action.capitalize()} these {would_end} sessions?"):
-                    click.echo("sessionward: nothing was ended", err=True)
-                    sys.exit(EXIT_NOT_ALL_ENDED)
+                _confirm(f"{action.capitalize()} these {would_end} sessions?", "nothing was ended")
         results = end(
             chosen, wait_seconds=wait_seconds, safety=safety, dry_run=dry_run, snapshot=snapshot
         )
     if as_json:
-        click.echo(_render.results_json(results))
+        _write(_render.results_json(results) + "\n")
     else:
         console.print(_render.results_table(results, width=console.width))
-    _exit_for(results, action)
+    _exit_for(results, action, chosen_from=None if pids else snapshot)
 
 
 @cli.command("dropdb")
@@ -266,20 +274,21 @@ def dropdb_command(name: str, dsn: str | None, force: bool, if_exists: bool, dry
         except DatabaseInUse as error:
             _refuse_in_use(console, name, error, force=force, dry_run=dry_run, as_json=as_json)
     if as_json:
-        click.echo(_render.drop_json(result, dry_run=dry_run))
+        _write(_render.drop_json(result, dry_run=dry_run) + "\n")
     else:
         if result.ended:
             console.print(_render.drop_table(result.ended, width=console.width))
         if not result.dropped:  # once dropped, nothing unseen held it
             for note in result.notes:
-                console.print(f"note: {note}", style="dim")
+                console.print(_render.plain(f"note: {note}", style="dim"))
         if result.dropped:
-            console.print(f"dropped database {name}")
+            console.print(_render.plain(f"dropped database {name}"))
         elif not result.existed:
-            console.print(f"database {name} does not exist; nothing to drop")
-        elif dry_run:
-            console.print(f"would drop database {name}")
-    if result.existed and not result.dropped and not dry_run:
+            console.print(_render.plain(f"database {name} does not exist; nothing to drop"))
+        elif dry_run and not result.not_ended:
+            console.print(_render.plain(f"would drop database {name}"))
+    # A dry run that foresees a session it may not end foresees no drop either.
+    if result.existed and not result.dropped and (not dry_run or result.not_ended):
         _exit_not_dropped(result)
 
 
@@ -296,9 +305,7 @@ def _confirm_drop(
     also = (
         f" and end {'this session' if count == 1 else f'these {count} sessions'}" if count else ""
     )
-    if not click.confirm(f"Drop database {name}{also}?"):
-        click.echo("sessionward: nothing was dropped", err=True)
-        sys.exit(EXIT_NOT_ALL_ENDED)
+    _confirm(f"Drop database {printable(name)}{also}?", "nothing was dropped")
 
 
 def _refuse_in_use(console: Console, name: str, error: DatabaseInUse, *, force: bool,
@@ -306,7 +313,9 @@ def _refuse_in_use(console: Console, name: str, error: DatabaseInUse, *, force: 
     sessions = error.sessions
     if as_json:
         refused = DropResult(name, dropped=False, existed=True)
-        click.echo(_render.drop_json(refused, dry_run=dry_run, in_use=sessions, error=str(error)))
+        _write(
+            _render.drop_json(refused, dry_run=dry_run, in_use=sessions, error=str(error)) + "\n"
+        )
     elif sessions:
         console.print(_render.in_use_table(sessions, width=console.width))
     if sessions and not force:
@@ -314,7 +323,7 @@ def _refuse_in_use(console: Console, name: str, error: DatabaseInUse, *, force: 
         line = f"database {name} not dropped: {len(sessions)} {noun} it (add --force to end them)"
     else:
         line = str(error)
-    click.echo(f"sessionward: {redact_url(line)}", err=True)
+    say(printable(redact_url(line)))
     sys.exit(EXIT_NOT_ALL_ENDED)
 
 
@@ -324,37 +333,64 @@ def _exit_not_dropped(result: DropResult) -> NoReturn:
     for r in failed:
         counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
     detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
-    click.echo(
-        f"sessionward: database {result.database} not dropped: {len(failed)} of "
-        f"{len(result.ended)} sessions on it not ended ({detail})",
-        err=True,
+    say(
+        printable(
+            f"database {result.database} not dropped: {len(failed)} of "
+            f"{len(result.ended)} sessions on it not ended ({detail})"
+        )
     )
     not_permitted = [r for r in failed if r.outcome is Outcome.NOT_PERMITTED]
     if not_permitted:
-        click.echo(f"sessionward: {not_permitted[0].detail}", err=True)
+        say(printable(not_permitted[0].detail or ""))
     sys.exit(EXIT_NOT_ALL_ENDED)
 
 
-def _exit_for(results: Sequence[EndResult], action: str) -> None:
+def _exit_for(
+    results: Sequence[EndResult], action: str, *, chosen_from: Snapshot | None = None
+) -> None:
+    """Exit 1 when a session was not ended, or a filter could not see every session."""
     summary = failure_summary(results, Action(action))
     if summary is not None:
-        click.echo(f"sessionward: {summary}", err=True)
+        say(printable(summary))
+    unseen = unseen_note(chosen_from) if chosen_from is not None else None
+    if unseen is not None:
+        say(printable(unseen))
+    if summary is not None or (chosen_from is not None and chosen_from.unlisted):
         sys.exit(EXIT_NOT_ALL_ENDED)
 
 
+def _write(text: str) -> None:
+    """Machine output (JSON, CSV): exactly the server's text, which click.echo would strip."""
+    sys.stdout.write(text)
+
+
 def _interactive() -> bool:
-    return sys.stdin.isatty()
+    """Whether a person can answer a question: stdin is a terminal (and not closed)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _confirm(question: str, refusal: str) -> None:
+    """Ask; anything but yes exits 1 having done nothing, and so does end of input."""
+    click.echo(f"{question} [y/N]: ", nl=False)
+    try:
+        answer = input()
+    except EOFError:
+        click.echo()  # end the prompt's line
+        raise NoAnswer(f"no answer; {refusal}") from None
+    if answer.strip().lower() not in ("y", "yes"):
+        say(refusal)
+        sys.exit(EXIT_NOT_ALL_ENDED)
 
 
 def _print_notes(console: Console, snapshot: Snapshot) -> None:
     """Say under a table what the server would not show, so it is not read as absent."""
     for note in snapshot.degraded:
-        console.print(f"note: {note}", style="dim")
+        console.print(_render.plain(f"note: {note}", style="dim"))
 
 
 def _notes_to_stderr(snapshot: Snapshot) -> None:
     for note in snapshot.degraded:
-        click.echo(f"sessionward: note: {note}", err=True)
+        say(printable(f"note: {note}"))
 
 
 def _register_demo() -> None:
@@ -376,37 +412,33 @@ def _register_reaper() -> None:
 _register_reaper()
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Run the command line; every expected failure is one stderr line and exit 2."""
+def run(argv: Sequence[str] | None) -> int:
+    """Run one command and return its exit status; signals and output failures are main's."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        cli.main(
-            args=list(argv) if argv is not None else None,
-            prog_name="sessionward",
-            standalone_mode=False,
-        )
+        if os.environ.get("_SESSIONWARD_COMPLETE"):
+            cli.main(args=args, prog_name="sessionward")  # click's shell completion; exits
+        with cli.make_context("sessionward", args) as ctx:
+            cli.invoke(ctx)
     except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        # click turns Ctrl-C (and end of input at a prompt) into Abort.
-        click.echo("sessionward: interrupted", err=True)
-        sys.exit(130)
+        return done.exit_code
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    except NoAnswer as error:
+        say(str(error))
+        return EXIT_NOT_ALL_ENDED
     except click.UsageError as error:
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-        click.echo(f"sessionward: error: {error.format_message()}{hint}", err=True)
-        sys.exit(EXIT_ERROR)
+        say(f"error: {printable(error.format_message())}{hint}")
+        return EXIT_ERROR
     except click.ClickException as error:
-        click.echo(f"sessionward: error: {error.format_message()}", err=True)
-        sys.exit(EXIT_ERROR)
+        say(f"error: {printable(error.format_message())}")
+        return EXIT_ERROR
     except SessionwardError as error:
-        click.echo(f"sessionward: error: {redact_url(str(error))}", err=True)
-        sys.exit(EXIT_ERROR)
+        say(f"error: {printable(redact_url(str(error)))}")
+        return EXIT_ERROR
+    except OutputFailed:
+        raise  # the process's edge reports it
     except Exception as error:
-        if os.environ.get("SESSIONWARD_DEBUG"):
-            raise
-        click.echo(
-            f"sessionward: internal error: {type(error).__name__}: {redact_url(str(error))} "
-            "(set SESSIONWARD_DEBUG=1 for the traceback, and please report it)",
-            err=True,
-        )
-        sys.exit(EXIT_INTERNAL)
-    sys.exit(0)
+        return internal_error(error)
+    return EXIT_OK

@@ -30,7 +30,9 @@ _FILTER_OPTIONS: tuple[Callable[[F], F], ...] = (
     click.option("--state", "states", multiple=True, metavar="STATE",
                  help="active, idle, idle-in-transaction, …; repeatable."),
     click.option("--query", "query", metavar="REGEX",
-                 help="Current or last statement matches this regex (case-insensitive)."),
+                 help="Current or last statement matches this regex: Python re syntax, "
+                      "case-insensitive, matched by sessionward (not the server's dialect; "
+                      "no POSIX [[:alpha:]] classes)."),
     click.option("--idle-over", type=DURATION, metavar="DURATION",
                  help="Idle (in a transaction or not) for longer than this."),
     click.option("--xact-over", type=DURATION, metavar="DURATION",

@@ -1,4 +1,10 @@
-"""How the command line shows sessions, lock trees and endings: tables, JSON, CSV."""
+"""How the command line shows sessions, lock trees and endings: tables, JSON, CSV.
+
+Names, client strings and queries come from any database user. In human output every
+such string goes through :func:`printable` (control characters shown as escapes) and into a
+rich ``Text``, which rich prints as it is: ``[bold]`` or ``:smile:`` in an application name
+is shown literally. JSON and CSV keep the server's text exactly.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from ...core import (
     format_age,
     snapshot_to_dict,
 )
+from .._text import printable
 
 #: Ages past these turn yellow, then red: a transaction open for a minute is
 #: worth a look, ten minutes is usually a bug.
@@ -68,12 +75,28 @@ SORT_KEYS: dict[str, Callable[[Session], Any]] = {
 
 
 def one_line(query: str | None) -> str:
-    """Fold a statement onto one line.
+    """Fold a statement onto one line, fit for a terminal.
 
     >>> one_line("SELECT *\\n  FROM t\\n WHERE x = 1")
     'SELECT * FROM t WHERE x = 1'
+    >>> one_line("SELECT '\\x1b[2J'")
+    "SELECT '\\\\e[2J'"
     """
-    return re.sub(r"\s+", " ", query or "").strip()
+    return printable(re.sub(r"\s+", " ", query or "").strip())
+
+
+def safe(text: str | None, *, style: str = "") -> Text:
+    """Server text as a table cell or label: escaped, and never read as markup.
+
+    >>> safe("[bold]x\\x07").plain
+    '[bold]x\\\\x07'
+    """
+    return Text(printable(text or ""), style=style)
+
+
+def plain(line: str, *, style: str = "") -> Text:
+    """A whole line for the console, escaped like :func:`safe`."""
+    return safe(line, style=style)
 
 
 def age_text(seconds: float | None, *, warn: float = WARN_SECONDS) -> Text:
@@ -90,7 +113,7 @@ def state_text(session: Session) -> Text:
     style = _STATE_STYLE.get(session.state or "", "cyan")
     if session.state == IDLE_IN_TRANSACTION and (session.state_age_seconds or 0) >= WARN_SECONDS:
         style = "bold red"
-    return Text(state, style=style)
+    return safe(state, style=style)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +191,8 @@ def fitted_table(
     for row, last in zip(rows, last_cells, strict=True):
         if len(last) > last_width:
             last = last[: last_width - 1] + "…"
-        table.add_row(*(row[index] for index in widths), last)
+        # ``last`` comes from one_line, escaped already: only kept from being read as markup.
+        table.add_row(*(row[index] for index in widths), Text(last))
     return table
 
 
@@ -202,16 +226,16 @@ def _session_cells(snapshot: Snapshot, session: Session) -> list[Text]:
         wait = f"{wait} {format_age(session.wait_age_seconds)}"
     return [
         Text(str(session.pid), style="bold red" if blocking else ""),
-        Text(session.database or ""),
-        Text(session.user or ""),
-        Text(session.application or ""),
-        Text(session.client if session.is_client else ""),
+        safe(session.database),
+        safe(session.user),
+        safe(session.application),
+        safe(session.client if session.is_client else ""),
         state_text(session),
         Text(format_age(session.session_age_seconds), style="dim"),
         age_text(session.xact_age_seconds),
         age_text(session.idle_age_seconds),
         age_text(session.running_age_seconds, warn=10.0),
-        Text(wait, style="magenta" if session.blocked_by else ""),
+        safe(wait, style="magenta" if session.blocked_by else ""),
         Text(" ".join(str(pid) for pid in session.blocked_by), style="red"),
     ]
 
@@ -229,7 +253,7 @@ def summary_line(snapshot: Snapshot, shown: Sequence[Session]) -> str:
     noun = "session" if len(shown) == 1 else "sessions"
     detail = f" ({', '.join(parts)})" if parts else ""
     version = server.version.split()[0] if server.version else ""
-    return f"{len(shown)} {noun}{detail} on {server.engine} {version}"
+    return printable(f"{len(shown)} {noun}{detail} on {server.engine} {version}")
 
 
 def sessions_json(snapshot: Snapshot, sessions: Sequence[Session]) -> str:
@@ -265,7 +289,7 @@ def _root_label(root: WaitNode) -> Text:
     s = root.session
     label = Text()
     label.append(f"{s.pid}", style="bold red")
-    label.append(f"  {s.user or '?'}@{s.database or '?'}  ")
+    label.append(f"  {printable(s.user or '?')}@{printable(s.database or '?')}  ")
     label.append_text(state_text(s))
     if s.xact_age_seconds is not None:
         label.append("  xact ")
@@ -273,7 +297,7 @@ def _root_label(root: WaitNode) -> Text:
     waiting = len(root.descendants())
     label.append(f"  blocks {waiting} session{'s' if waiting != 1 else ''}", style="bold")
     if s.application:
-        label.append(f"  app {s.application}", style="dim")
+        label.append(f"  app {printable(s.application)}", style="dim")
     label.append(f"\n{one_line(s.query)[:200]}", style="italic")
     return label
 
@@ -283,10 +307,10 @@ def _add_waiters(branch: Tree, node: WaitNode) -> None:
         s = waiter.session
         label = Text()
         label.append(f"{s.pid}", style="bold")
-        label.append(f"  {s.user or '?'}@{s.database or '?'}  waits ")
+        label.append(f"  {printable(s.user or '?')}@{printable(s.database or '?')}  waits ")
         label.append_text(age_text(s.wait_age_seconds or s.query_age_seconds, warn=10.0))
         target = s.wait_target or s.wait or "a lock"
-        label.append(f" on {target}", style="magenta")
+        label.append(f" on {printable(target)}", style="magenta")
         label.append(f"  {one_line(s.query)[:120]}", style="italic")
         _add_waiters(branch.add(label), waiter)
 
@@ -333,15 +357,21 @@ def results_table(results: Sequence[EndResult], *, width: int = 120) -> Table:
             [
                 Text(str(result.pid)),
                 Text(result.outcome.value, style=_OUTCOME_STYLE[result.outcome]),
-                Text((s.user or "") if s else ""),
-                Text((s.database or "") if s else ""),
-                Text((s.application or "") if s else ""),
-                Text((s.state or "") if s else ""),
+                safe(s.user if s else ""),
+                safe(s.database if s else ""),
+                safe(s.application if s else ""),
+                safe(s.state if s else ""),
                 Text(format_age(s.idle_age_seconds) if s else ""),
             ]
         )
-    details = [r.detail or (one_line(r.session.query) if r.session else "") for r in results]
+    details = [_detail(r) for r in results]
     return fitted_table(_RESULT_COLUMNS, rows, "WHY / QUERY", details, width=width)
+
+
+def _detail(result: EndResult) -> str:
+    if result.detail:
+        return one_line(result.detail)
+    return one_line(result.session.query) if result.session else ""
 
 
 def results_json(results: Iterable[EndResult]) -> str:
@@ -400,7 +430,7 @@ def drop_table(results: Sequence[EndResult], *, width: int = 120) -> Table:
                 Text(format_age(s.idle_age_seconds) if s else ""),
             ]
         )
-    details = [r.detail or (one_line(r.session.query) if r.session else "") for r in results]
+    details = [_detail(r) for r in results]
     return fitted_table(_DROP_COLUMNS, rows, "WHY / QUERY", details, width=width)
 
 
@@ -423,11 +453,11 @@ def _who_cells(s: Session | None) -> list[Text]:
     if s is None:
         return [Text("") for _ in range(5)]
     return [
-        Text(s.user or ""),
-        Text(s.database or ""),
-        Text(s.application or ""),
-        Text(s.client if s.is_client else ""),
-        Text(s.state or ""),
+        safe(s.user),
+        safe(s.database),
+        safe(s.application),
+        safe(s.client if s.is_client else ""),
+        safe(s.state),
     ]
 
 

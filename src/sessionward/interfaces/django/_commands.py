@@ -17,6 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError  # type: ignore[import-untyped]
 from django.db import DEFAULT_DB_ALIAS, connections  # type: ignore[import-untyped]
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from ..._control import DEFAULT_WAIT_SECONDS, SessionControl, connect
 from ...core import (
@@ -31,6 +32,7 @@ from ...core import (
 )
 from ...core._endings import Action, candidates, failure_summary
 from ...integrations.django._databases import server_url, vendor_of
+from .._text import printable
 from ..cli import _render
 from ..cli._options import build_filter
 
@@ -153,7 +155,7 @@ class _SessionsCommand(BaseCommand):  # type: ignore[misc]
         try:
             return super().execute(*args, **options)
         except SessionwardError as error:
-            raise CommandError(redact_url(str(error)), returncode=EXIT_ERROR) from None
+            raise CommandError(printable(redact_url(str(error))), returncode=EXIT_ERROR) from None
 
     def use_color(self, options: dict[str, Any]) -> None:
         """Color as Django's own output: on a terminal, unless ``--no-color``."""
@@ -217,13 +219,13 @@ class SessionsCommand(_SessionsCommand):
         if options["as_csv"]:
             self.stdout.write(_render.sessions_csv(snapshot, shown), ending="")
             for note in snapshot.degraded:
-                self.stderr.write(f"sessionward: note: {note}")
+                self.stderr.write(printable(f"sessionward: note: {note}"))
             return
         if shown:
             self.print_rich(_render.sessions_table(snapshot, shown, width=terminal_width()))
-        self.print_rich(_render.summary_line(snapshot, shown), style="dim")
+        self.print_rich(Text(_render.summary_line(snapshot, shown), style="dim"))
         for note in snapshot.degraded:
-            self.print_rich(f"note: {note}", style="dim")
+            self.print_rich(_render.plain(f"note: {note}", style="dim"))
 
 
 class EndSessionsCommand(_SessionsCommand):
@@ -343,4 +345,4 @@ class EndSessionsCommand(_SessionsCommand):
 def _raise_unless_all_ended(results: Sequence[EndResult], action: str) -> None:
     summary = failure_summary(results, Action(action))
     if summary is not None:
-        raise CommandError(summary, returncode=EXIT_NOT_ALL_ENDED)
+        raise CommandError(printable(summary), returncode=EXIT_NOT_ALL_ENDED)

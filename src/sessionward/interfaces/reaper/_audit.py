@@ -18,27 +18,74 @@ Records, one JSON object a line:
 
 A decision whose outcome is missing (the reaper died between the two) gets an
 ``outcome`` of ``unknown`` the next time a reaper opens the file, so every
-decision ends up with exactly one outcome.
+decision ends up with exactly one outcome.  The file may hold months of
+records: recovery streams it a line at a time, keeping only the ids of open
+decisions, and reads a line longer than ``MAX_LINE_BYTES`` (a huge query
+text) only for its type and id.  Only a regular file is taken: a device such
+as ``/dev/full`` would read forever, and a FIFO would block.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import os
+import re
+import stat
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Protocol
 
 from ...core import AuditUnavailable, ConfigurationError, Session, Snapshot
 from ...core._snapshot_json import snapshot_to_dict
+from .._files import require_regular_or_missing
 
 UNKNOWN = "unknown"
 RECOVERED_DETAIL = (
     "the reaper stopped between recording this decision and its outcome; "
     "the session may or may not have been signalled"
 )
+
+
+#: The longest audit line parsed whole; a longer one is read only for its type and id.
+MAX_LINE_BYTES = 16 << 20
+#: How much of an over-long line is kept to find its type and id.
+_HEAD_BYTES = 512
+_SKIP_BYTES = 1 << 20
+#: The start of every record this module writes (``json.dumps`` keeps key order).
+_HEAD = re.compile(rb'\{"type":"(decision|outcome|report)","id":"([0-9A-Za-z_-]{1,64})"')
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OwnConnection:
+    """One of the reaper's own connections, as the server it is on lists it."""
+
+    pid: int
+    #: When the server says it began (PostgreSQL), or ``None``.
+    started_at: dt.datetime | None
+    user: str | None
+    application: str
+
+    def is_session(self, session: Session) -> bool:
+        """Whether ``session`` (on whichever server) is this connection.
+
+        With a start time on both sides the pid and the instant decide.  Else
+        (MariaDB/MySQL, or a role that may not see others' start times) the pid
+        decides unless what is shown of the user or application differs: a
+        stranger with the same pid on another server is, at worst, spared.
+        """
+        if session.pid != self.pid:
+            return False
+        if self.started_at is not None and session.started_at is not None:
+            try:
+                return dt.datetime.fromisoformat(session.started_at) == self.started_at
+            except (TypeError, ValueError):
+                return True  # the pid matches and the times cannot be compared: spare it
+        if session.application is not None and session.application != self.application:
+            return False
+        return session.user is None or self.user is None or session.user == self.user
 
 
 class AuditSink(Protocol):
@@ -49,6 +96,9 @@ class AuditSink(Protocol):
 
     def recover(self) -> list[dict[str, Any]]:
         """Give every decision left without an outcome an ``unknown`` one; return those."""
+
+    def own_connections(self) -> tuple[OwnConnection, ...]:
+        """The connections this sink holds to a server: never to be ended."""
 
     def close(self) -> None: ...
 
@@ -70,6 +120,9 @@ class AuditFanOut:
 
     def recover(self) -> list[dict[str, Any]]:
         return [record for sink in self.sinks for record in sink.recover()]
+
+    def own_connections(self) -> tuple[OwnConnection, ...]:
+        return tuple(own for sink in self.sinks for own in sink.own_connections())
 
     def close(self) -> None:
         errors = []
@@ -96,17 +149,21 @@ class AuditLog:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        require_regular_or_missing(path, what="audit file")
         try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            # Non-blocking, so a FIFO put there since the check fails instead of waiting.
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+            self._fd = os.open(path, flags, 0o640)
         except OSError as error:
             raise ConfigurationError(f"cannot open audit file {path}: {error.strerror}") from None
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            raise ConfigurationError(f"cannot use audit file {path}: not a regular file")
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         # A crash mid-write leaves a torn last line: end it, so the next record stands alone.
         size = os.fstat(self._fd).st_size
-        if size:
-            with open(path, "rb") as file:
-                file.seek(size - 1)
-                if file.read(1) != b"\n":
-                    os.write(self._fd, b"\n")
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+            os.write(self._fd, b"\n")
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         if not records:
@@ -125,13 +182,28 @@ class AuditLog:
 
     def recover(self) -> list[dict[str, Any]]:
         """Close every decision left without an outcome; return the records added."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with open(fd, "rb") as file:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since it was opened
+                    raise ConfigurationError(
+                        f"cannot use audit file {self.path}: not a regular file"
+                    )
+                pending = open_decisions(_records(file))
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read audit file {self.path}: {error.strerror}"
+            ) from None
         added = [
             {"type": "outcome", "id": i, "time": now_iso(), "outcome": UNKNOWN,
              "detail": RECOVERED_DETAIL}
-            for i in open_decisions(read_records(self.path))
+            for i in pending
         ]  # fmt: skip
         self.write(added)
         return added
+
+    def own_connections(self) -> tuple[OwnConnection, ...]:
+        return ()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -142,29 +214,67 @@ def new_id() -> str:
 
 
 def read_records(path: str) -> list[dict[str, Any]]:
-    """Every complete record of an audit file; a torn line (a crash mid-write) is skipped."""
-    records = []
+    """Every complete record of an audit file; a torn line (a crash mid-write) is skipped.
+
+    A line over ``MAX_LINE_BYTES`` gives only its ``type`` and ``id``.
+    """
+    require_regular_or_missing(path, what="audit file")
     try:
-        with open(path, encoding="utf-8") as file:
-            for line in file:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
+        with open(path, "rb") as file:
+            return list(_records(file))
     except FileNotFoundError:
         return []
-    return records
 
 
 def open_decisions(records: Iterable[dict[str, Any]]) -> list[str]:
     """The ids of decisions that have no outcome yet, in file order."""
     pending: dict[str, None] = {}
     for record in records:
+        found = record.get("id")
+        if not isinstance(found, str):
+            continue
         if record.get("type") == "decision":
-            pending[record["id"]] = None
+            pending[found] = None
         elif record.get("type") == "outcome":
-            pending.pop(record.get("id", ""), None)
+            pending.pop(found, None)
     return list(pending)
+
+
+def _records(file: BinaryIO) -> Iterator[dict[str, Any]]:
+    """Each record of an audit file, read a line at a time; what is not one is skipped."""
+    for line, whole in _lines(file):
+        if whole:
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or absurdly nested
+                continue
+            if isinstance(record, dict):
+                yield record
+            continue
+        head = _HEAD.match(line)
+        if head is not None:
+            yield {"type": head[1].decode(), "id": head[2].decode()}
+
+
+def _lines(file: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """Each line and True; for a line over ``MAX_LINE_BYTES``, its start and False.
+
+    Memory stays under ``MAX_LINE_BYTES`` however long a line is.
+    """
+    while True:
+        line = file.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if line.endswith(b"\n") or len(line) <= MAX_LINE_BYTES:
+            yield line, True
+            continue
+        head = line[:_HEAD_BYTES]
+        del line
+        while True:
+            rest = file.readline(_SKIP_BYTES)
+            if not rest or rest.endswith(b"\n"):
+                break
+        yield head, False
 
 
 def server_record(snapshot: Snapshot) -> dict[str, Any]:

@@ -47,8 +47,15 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
-from ...core import AuditUnavailable, ConfigurationError, SessionwardError, Target, parse_target
-from ._audit import RECOVERED_DETAIL, UNKNOWN, new_id, now_iso
+from ...core import (
+    AuditUnavailable,
+    ConfigurationError,
+    SessionwardError,
+    Target,
+    parse_target,
+    redact_url,
+)
+from ._audit import RECOVERED_DETAIL, UNKNOWN, OwnConnection, new_id, now_iso
 
 DEFAULT_TABLE = "sessionward_audit"
 #: Every audit statement, and the login, gives up after this long.
@@ -57,6 +64,9 @@ TIMEOUT_SECONDS = 5.0
 RECONNECT_DELAY_SECONDS = 1.0
 #: Outcome and report rows kept while the table cannot be written; the oldest go first.
 MAX_PENDING = 10_000
+#: The audit connections remembered as our own: the current one and those before it,
+#: which the server may list for a moment after a reconnect.
+MAX_OWN_CONNECTIONS = 8
 NOT_SIGNALLED = "not signalled"
 NOT_SIGNALLED_DETAIL = (
     "the audit table could not confirm this decision before acting, so the session was not "
@@ -120,6 +130,7 @@ QUERIES = (
     "insert_audit_record",
     "insert_closing_outcome",
     "list_open_decisions",
+    "get_own_connection",
 )
 
 
@@ -162,17 +173,23 @@ class AuditTable:
                 "add /DATABASE to the URL or give --audit-table as DATABASE.TABLE"
             )
         self.reaper = new_id()
-        self._reaped = target
+        # Masked again: the column outlives the run and is read by others.
+        self._reaped = redact_url(target)
         self._log: Log = log or _quiet
         self._pending: list[dict[str, Any]] = []
         self._unsettled: list[str] = []
         self._retry_at = 0.0
+        self._own: list[OwnConnection] = []
         self._conn: _Connection | None = self._open()
 
     @property
     def where(self) -> str:
         """The table and server, as it is safe to print."""
         return f"{'.'.join(self._table)} on {self._target.redacted()}"
+
+    def own_connections(self) -> tuple[OwnConnection, ...]:
+        """This table's connections, newest first: the reaper never ends them."""
+        return tuple(reversed(self._own))
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         """Commit ``records`` (after any kept from earlier failures).
@@ -260,10 +277,23 @@ class AuditTable:
                         f"cannot create audit table {'.'.join(self._table)}: {error}"
                     ) from error
             conn.fetch("hold_instance_lock", {"name": _lock_name(self.reaper)})
+            self._remember(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _remember(self, conn: _Connection) -> None:
+        """Note how the server names ``conn``, so a reaper on that server leaves it alone."""
+        rows = conn.fetch("get_own_connection")
+        if not rows:
+            raise SessionwardError("the audit connection cannot see its own session")
+        pid, started, login = rows[0]
+        user = login.rpartition("@")[0] if self._target.kind == "mysql" else login
+        own = OwnConnection(
+            pid=int(pid), started_at=started, user=user or None, application=APPLICATION_NAME
+        )
+        self._own = [*self._own, own][-MAX_OWN_CONNECTIONS:]
 
     def _connected(self) -> _Connection:
         if self._conn is None:
@@ -426,27 +456,25 @@ class _MySQLConnection:
             raise DriverNotInstalled(
                 "an audit table on MariaDB/MySQL needs PyMySQL: pip install 'sessionward[mysql]'"
             ) from None
-        from ...servers.mysql._backend import _url_options
+        from ...servers.mysql._backend import login_options, tls_files_error
         from ...servers.mysql._errors import connect_error, driver_errors
         from ...servers.mysql._queries import compose, quote_identifier
 
         self._target = target
+        options = login_options(target)
         try:
             self._conn = pymysql.connect(
-                host=target.host or "localhost",
-                port=target.port or 3306,
-                user=target.user,
-                password=target.password or "",
-                database=target.database,
                 autocommit=True,
                 connect_timeout=TIMEOUT_SECONDS,
                 read_timeout=TIMEOUT_SECONDS,
                 write_timeout=TIMEOUT_SECONDS,
                 program_name=APPLICATION_NAME,
-                **_url_options(target),
+                **options,
             )
         except driver_errors().Error as error:
             raise connect_error(error, target, connect_timeout_seconds=TIMEOUT_SECONDS) from error
+        except OSError as error:
+            raise tls_files_error(error, target) from error
         quoted = ".".join(quote_identifier(part) for part in table)
         self._queries = {
             query: compose(load(query_file(query, "mysql")), table=quoted) for query in QUERIES

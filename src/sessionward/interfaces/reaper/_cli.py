@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 
 import click
@@ -17,25 +19,31 @@ from ...core import (
     format_age,
     load_snapshot,
     parse_policy,
-    redact_url,
 )
+from .._files import MAX_POLICY_BYTES, MAX_SNAPSHOT_BYTES, read_text_file
 from .._params import DURATION
+from .._text import printable
 from ._audit import AuditFanOut, AuditLog, AuditSink
 from ._audit_table import DEFAULT_TABLE, AuditTable
 from ._events import EventLog
-from ._loop import DEFAULT_LEADER_LOCK, DEFAULT_MAX_INTERVAL_SECONDS, Reaper, ReaperOptions
+from ._loop import (
+    DEFAULT_LEADER_LOCK,
+    DEFAULT_MAX_INTERVAL_SECONDS,
+    Reaper,
+    ReaperOptions,
+)
 from ._metrics import Metrics
+from ._stopping import Stopped, StopSwitch
 
 EXIT_NOT_ALL_ENDED = 1
 
 
 def load_policy(path: str) -> Policy:
-    """Read and check the policy file at ``path``; errors name the file and line."""
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as error:
-        raise ConfigurationError(f"cannot read policy {path}: {error.strerror}") from None
+    """Read and check the policy file at ``path``; errors name the file and line.
+
+    A device, FIFO, directory, file over 1 MiB or binary file is refused before parsing.
+    """
+    text = read_text_file(path, what="policy", max_bytes=MAX_POLICY_BYTES)
     try:
         return parse_policy(text)
     except ConfigurationError as error:
@@ -118,39 +126,71 @@ def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
 
     Sweeps: snapshot, decide, audit, act (verified), audit.  Between sweeps it
     sleeps until the earliest moment a rule could newly match, at most
-    --max-interval.  SIGTERM and SIGINT stop it after the current sweep.
+    --max-interval.  SIGTERM and SIGINT stop it within a second.
 
     Exit status: 0 when stopped (with --once: every ending succeeded), 1 with
-    --once when a session was not ended, 2 on a bad policy or no server.
+    --once when a session was not ended or another reaper holds the leader
+    lock, 2 on a bad policy or no server; --once stopped by a signal: 130
+    (SIGINT) or 143 (SIGTERM).
     """
+    switch = StopSwitch()
+    switch.install()  # first: a signal while connecting must stop it too
+    log = EventLog(json_lines=log_format == "json")
+    try:
+        try:
+            code = _reap(
+                switch, log, policy_path=policy_path, dsn=dsn, once=once,
+                options=ReaperOptions(dry_run=dry_run, once=once,
+                                      max_interval_seconds=max_interval_seconds,
+                                      wait_seconds=wait_seconds, leader_lock=leader_lock),
+                audit_path=audit_path, audit_dsn=audit_dsn, audit_table=audit_table,
+                metrics_address=metrics_address,
+            )  # fmt: skip
+        finally:
+            switch.restore()  # from here a signal is the command line's again
+    except Stopped as stopped:
+        if log.last_event != "stopped":  # stopped while starting up: say so all the same
+            with contextlib.suppress(Exception):
+                log.emit("stopped", "stopped while starting", sweeps=0)
+        if once:
+            from ..cli._process import Terminated
+
+            if stopped.signum == signal.SIGINT:
+                raise KeyboardInterrupt from None
+            raise Terminated from None
+        return  # a stop is how a reaper ends: exit 0
+    if code:
+        sys.exit(code)
+
+
+def _reap(switch: StopSwitch, log: EventLog, *, policy_path: str, dsn: str | None, once: bool,
+          options: ReaperOptions, audit_path: str | None, audit_dsn: str | None,
+          audit_table: str | None, metrics_address: str | None) -> int:  # fmt: skip
     from ..cli._main import open_control
     from ..cli._target import resolve_url
 
-    if max_interval_seconds <= 0:
-        raise ConfigurationError("--max-interval must be positive")
     policy = load_policy(policy_path)
-    log = EventLog(json_lines=log_format == "json")
-    sinks: list[AuditSink] = []
     if audit_table is not None and not audit_dsn:
         raise ConfigurationError("--audit-table needs --audit-dsn")
-    if audit_dsn:
-        # First: when the table refuses a decision, the file never holds it either.
-        sinks.append(_open_table(audit_dsn, audit_table or DEFAULT_TABLE,
-                                 reaped=redact_url(resolve_url(dsn).url), log=log))  # fmt: skip
-    if audit_path:
-        try:
+    # Parsed first: a bad --dsn is refused before any file or table is opened.
+    reaped = resolve_url(dsn).target().redacted()
+    sinks: list[AuditSink] = []
+    metrics: Metrics | None = None
+    try:
+        if audit_dsn:
+            # First: when the table refuses a decision, the file never holds it either.
+            sinks.append(_open_table(audit_dsn, audit_table or DEFAULT_TABLE,
+                                     reaped=reaped, log=log))  # fmt: skip
+        if audit_path:
             sinks.append(AuditLog(audit_path))
-        except BaseException:
-            for sink in sinks:
-                sink.close()
-            raise
+        metrics = Metrics(metrics_address) if metrics_address else None
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     audit: AuditSink | None = AuditFanOut(sinks) if len(sinks) > 1 else next(iter(sinks), None)
-    metrics = Metrics(metrics_address) if metrics_address else None
-    options = ReaperOptions(dry_run=dry_run, once=once, max_interval_seconds=max_interval_seconds,
-                            wait_seconds=wait_seconds, leader_lock=leader_lock)  # fmt: skip
     reaper = Reaper(connect=lambda: open_control(dsn), policy=policy, options=options, log=log,
-                    audit=audit, metrics=metrics)  # fmt: skip
-    reaper.install_signal_handlers()
+                    audit=audit, metrics=metrics, stop=switch)  # fmt: skip
     try:
         stats = reaper.run()
     finally:
@@ -158,8 +198,11 @@ def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
             audit.close()
         if metrics is not None:
             metrics.close()
+    if once and not reaper.leader:
+        return EXIT_NOT_ALL_ENDED  # the standby line said another reaper holds the lock
     if once and stats.not_ended:
-        sys.exit(EXIT_NOT_ALL_ENDED)
+        return EXIT_NOT_ALL_ENDED
+    return 0
 
 
 def _open_table(url: str, table: str, *, reaped: str, log: EventLog) -> AuditTable:
@@ -183,9 +226,11 @@ def policy_group() -> None:
 def check_command(path: str) -> None:
     """Validate a policy file; errors name the line.  Exit 0 when valid, 2 when not."""
     policy = load_policy(path)
-    click.echo(f"{path}: ok, {len(policy.rules)} rule{'s' if len(policy.rules) != 1 else ''}")
+    click.echo(printable(
+        f"{path}: ok, {len(policy.rules)} rule{'s' if len(policy.rules) != 1 else ''}"
+    ))  # fmt: skip
     for rule in policy.rules:
-        click.echo(f"  {rule.name}: {rule.action.value}, victims {rule.victims.value}")
+        click.echo(printable(f"  {rule.name}: {rule.action.value}, victims {rule.victims.value}"))
 
 
 @policy_group.command("test")
@@ -227,14 +272,15 @@ def test_command(path: str, snapshot_path: str, as_json: bool) -> None:  # fmt: 
         what = (
             d.action if d.verdict.value in ("act", "report") else f"{d.action} ({d.verdict.value})"
         )
-        click.echo(f"{d.rule} → {what} → {_who(d.session)} — {d.why}")
+        click.echo(printable(f"{d.rule} → {what} → {_who(d.session)} — {d.why}"))
     for rule, session, why in sweep.protected:
-        click.echo(f"{rule} → protected → {_who(session)} — {why}")
+        click.echo(printable(f"{rule} → protected → {_who(session)} — {why}"))
     if sweep.next_check_seconds is not None:
         click.echo(f"next check due in {format_age(sweep.next_check_seconds)}")
 
 
 def _who(session: Session) -> str:
+    """The session in a few words (raw: the line it goes into is escaped whole)."""
     parts = [f"pid {session.pid}", f"{session.user or '?'}@{session.database or '?'}"]
     if session.application:
         parts.append(session.application)
@@ -244,15 +290,9 @@ def _who(session: Session) -> str:
 
 
 def _read_snapshot(path: str) -> Snapshot:
-    try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as file:
-                text = file.read()
-    except OSError as error:
-        raise ConfigurationError(f"cannot read snapshot {path}: {error.strerror}") from None
+    """Read the snapshot at ``path`` (``-``: standard input), bounded like a policy."""
+    text = read_text_file(path, what="snapshot", max_bytes=MAX_SNAPSHOT_BYTES, allow_stdin=True)
     try:
         return load_snapshot(text)
     except ConfigurationError as error:
-        raise ConfigurationError(f"{path}: {error}") from None
+        raise ConfigurationError(f"{'standard input' if path == '-' else path}: {error}") from None

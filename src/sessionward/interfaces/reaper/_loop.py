@@ -12,15 +12,19 @@ each) until it is gone, which is when its outcome is recorded, or until
 exit; waiting for it inside the sweep would make every session crossing a
 limit meanwhile late by as much.  Cancels are confirmed in the sweep (the
 session stays; its statement must stop).  Before stopping, the reaper waits
-for the endings it started.
+for the endings it started (after a signal, ``STOP_GRACE_SECONDS`` at most).
+
+The reaper's own connections are never ended: the one it reads and signals
+through is not listed, and those of its audit sinks (an audit table on the
+reaped server, found again after every reconnect) are protected in every
+sweep.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,11 +56,15 @@ from ._audit import (
 )
 from ._events import EventLog
 from ._metrics import Metrics
+from ._stopping import Stopped, StopSwitch
 
 #: Never sleep less than this between sweeps, so a session exactly at a
 #: threshold cannot make the reaper spin.
 MIN_SLEEP_SECONDS = 0.002
 DEFAULT_MAX_INTERVAL_SECONDS = 5.0
+#: Bounds of ``--max-interval`` and ``--wait``: beyond them a deadline means nothing.
+MAX_INTERVAL_LIMIT_SECONDS = 86_400.0
+MAX_WAIT_SECONDS = 3_600.0
 DEFAULT_LEADER_LOCK = "sessionward.reaper"
 #: Test hook: seconds to pause between the audit record and the action.
 PAUSE_ENV = "SESSIONWARD_REAPER_PAUSE_AFTER_AUDIT"
@@ -74,6 +82,22 @@ class ReaperOptions:
     max_interval_seconds: float = DEFAULT_MAX_INTERVAL_SECONDS
     wait_seconds: float = 5.0
     leader_lock: str | None = None
+
+    def __post_init__(self) -> None:
+        check_bounds(max_interval_seconds=self.max_interval_seconds,
+                     wait_seconds=self.wait_seconds)  # fmt: skip
+
+
+def check_bounds(*, max_interval_seconds: float, wait_seconds: float) -> None:
+    """Refuse intervals no deadline arithmetic should meet (and a sleep cannot take)."""
+    if not (math.isfinite(max_interval_seconds) and max_interval_seconds > 0):
+        raise ConfigurationError("--max-interval must be a positive duration")
+    if max_interval_seconds > MAX_INTERVAL_LIMIT_SECONDS:
+        raise ConfigurationError(
+            f"--max-interval must be at most 1 day (24h), not {max_interval_seconds:g}s"
+        )
+    if not (math.isfinite(wait_seconds) and 0 <= wait_seconds <= MAX_WAIT_SECONDS):
+        raise ConfigurationError("--wait must be a duration between 0s and 1h")
 
 
 @dataclass(frozen=True)
@@ -106,6 +130,7 @@ class Reaper:
         log: EventLog,
         audit: AuditSink | None = None,
         metrics: Metrics | None = None,
+        stop: StopSwitch | None = None,
     ) -> None:
         self._connect = connect
         self._policy = policy
@@ -125,49 +150,80 @@ class Reaper:
         self._next_every_session = 0.0
         self._crossings: dict[tuple[int, str | None], float] = {}
         self._next_whole = 0.0
-        self._stop = threading.Event()
-        self._pause = float(os.environ.get(PAUSE_ENV) or 0)
+        self._switch = stop or StopSwitch()
+        self._stop = self._switch.event
+        self._pause = _pause_from_environment()
         self.stats = ReaperStats()
+
+    @property
+    def leader(self) -> bool:
+        """Whether this reaper may act: it holds the leader lock, or needs none."""
+        return self._leader
 
     # ------------------------------------------------------------------ running
 
     def stop(self, *_: Any) -> None:
-        """Stop after the current sweep (a signal handler)."""
-        self._stop.set()
+        """Stop after the current sweep (from another thread, say)."""
+        self._switch.request()
 
     def run(self) -> ReaperStats:
-        """Sweep until ``stop`` (or once); the first connection's failure propagates."""
+        """Sweep until ``stop`` (or once); the first connection's failure propagates.
+
+        A signal taken by the ``StopSwitch`` raises ``Stopped`` out of it, after the
+        ``stopped`` event and with the connection closed.
+        """
         self._control = self._connect()
-        if self._audit is not None:
-            for record in self._audit.recover():
-                self._log.emit("audit-recovered", "decision without outcome marked unknown",
-                               id=record["id"])  # fmt: skip
+        try:
+            if self._audit is not None:
+                for record in self._audit.recover():
+                    self._log.emit("audit-recovered", "decision without outcome marked unknown",
+                                   id=record["id"])  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error on the way out says what matters
+                self._control.close()
+            raise
         self._log.emit("started", policy_rules=len(self._policy.rules),
                        dry_run=self._options.dry_run,
                        server=self._control.backend.server.version)  # fmt: skip
         try:
-            next_sweep = time.monotonic()
-            while not self._stop.is_set():
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self._sweep_safely()
-                    if self._options.once:
-                        break
-                else:
-                    self._confirm_safely()
-                delay = next_sweep - time.monotonic()
-                if self._exiting:
-                    delay = min(delay, CONFIRM_POLL_SECONDS)
-                self._stop.wait(max(delay, 0.0))
-            self._finish_confirming()
+            try:
+                self._loop()
+            except Stopped:
+                if self._switch.now or not self._exiting:
+                    raise
+                # Asleep when the signal came: the endings under way get their outcome.
+            self._switch.start_grace()
+            with self._switch.careful():
+                self._finish_confirming()
+            if self._switch.signum is not None:
+                raise Stopped(self._switch.signum)
         finally:
-            self._log.emit("stopped", sweeps=self.stats.sweeps)
+            with contextlib.suppress(Exception):  # stderr gone: nothing left to tell
+                self._log.emit("stopped", sweeps=self.stats.sweeps)
             if self._control is not None:
-                self._control.close()
+                with contextlib.suppress(Exception):  # closing a broken connection may fail
+                    self._control.close()
         return self.stats
 
+    def _loop(self) -> None:
+        next_sweep = time.monotonic()
+        while not self._stop.is_set():
+            if time.monotonic() >= next_sweep:
+                with self._switch.careful():
+                    next_sweep = time.monotonic() + self._sweep_safely()
+                if self._options.once:
+                    break
+            else:
+                with self._switch.careful():
+                    self._confirm_safely()
+            delay = min(next_sweep - time.monotonic(), self._options.max_interval_seconds)
+            if self._exiting:
+                delay = min(delay, CONFIRM_POLL_SECONDS)
+            self._stop.wait(max(delay, 0.0))
+
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        """Stop on SIGTERM and SIGINT within a second (see ``_stopping``)."""
+        self._switch.install()
 
     def _sweep_safely(self) -> float:
         try:
@@ -271,7 +327,8 @@ class Reaper:
             present = {(s.pid, s.started_at) for s in snapshot.sessions}
             self._announced = {k for k in self._announced if not k[0] or (k[1], k[2]) in present}
         self._history = self._history.exiting([*self._exiting, *gone])
-        sweep = decide(self._policy, snapshot, now=started, history=self._history)
+        sweep = decide(self._policy, snapshot, now=started, history=self._history,
+                       own_pids=self._own_pids(snapshot))  # fmt: skip
         self._report(snapshot, sweep.decisions)
         for rule, session, why in sweep.protected:
             key = (rule, session.pid, session.started_at, "protected")
@@ -290,6 +347,13 @@ class Reaper:
             self._metrics.last_sweep.set(time.time())
         next_look = min([self._next_whole, *self._crossings.values()])
         return min(max(next_look - finished, MIN_SLEEP_SECONDS), self._options.max_interval_seconds)
+
+    def _own_pids(self, snapshot: Snapshot) -> frozenset[int]:
+        """The sessions of ``snapshot`` that are the audit sinks' connections."""
+        own = self._audit.own_connections() if self._audit is not None else ()
+        if not own:
+            return frozenset()
+        return frozenset(s.pid for s in snapshot.sessions if any(o.is_session(s) for o in own))
 
     def _due(self, now: float) -> list[int] | None:
         """The sessions to look at now, or ``None`` for every session.
@@ -330,7 +394,8 @@ class Reaper:
             self._log.emit("leader", "took the leader lock", lock=self._options.leader_lock)
             return True
         if self.stats.sweeps == 0 and not self._announced:
-            self._log.emit("standby", "another reaper holds the leader lock",
+            done = "; this --once run did nothing" if self._options.once else ""
+            self._log.emit("standby", f"another reaper holds the leader lock{done}",
                            lock=self._options.leader_lock)  # fmt: skip
             self._announced.add(("", 0, None, "standby"))
         return False
@@ -440,3 +505,14 @@ class Reaper:
             return False
         self._announced.add(key)
         return True
+
+
+def _pause_from_environment() -> float:
+    text = os.environ.get(PAUSE_ENV) or "0"
+    try:
+        pause = float(text)
+    except ValueError:
+        pause = math.nan
+    if not (math.isfinite(pause) and 0 <= pause <= MAX_WAIT_SECONDS):
+        raise ConfigurationError(f"{PAUSE_ENV}={text!r} is not a number of seconds up to 3600")
+    return pause

@@ -53,6 +53,7 @@ from ._errors import (
 from ._queries import (
     GET_SERVER,
     Dialect,
+    check_schema_name,
     compose,
     dialect_for,
     load,
@@ -90,6 +91,8 @@ MAX_PID = 2**64 - 1
 #: whole seconds the servers count: the sessions using the schema were ended
 #: just before, so a wait means a holder we could not see.
 DROP_LOCK_WAIT_SECONDS = 2
+#: The longest name ``GET_LOCK`` takes, in characters.
+MAX_LOCK_NAME_CHARACTERS = 64
 #: Schemas the server itself needs.
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
@@ -98,6 +101,11 @@ _PROCESS_HINT = (
     "grant PROCESS to see every session"
 )
 _PROCESS_HINT_SHORT = "grant PROCESS to see every session"
+#: ``Snapshot.unlisted`` of a login lacking PROCESS; ``{kill}`` is the dialect's privilege.
+_UNLISTED = (
+    "this login lacks the PROCESS privilege, so it sees only its own sessions "
+    "(ending other users' sessions also takes {kill})"
+)
 _APPLICATIONS_HINT = (
     "application names not shown: enable performance_schema (a server restart) "
     "and grant SELECT on performance_schema.session_connect_attrs"
@@ -105,6 +113,8 @@ _APPLICATIONS_HINT = (
 
 _BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 _TEXT_PARAMS = ("unix_socket", "charset", "ssl_ca", "ssl_cert", "ssl_key")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 class MySQLBackend:
@@ -147,24 +157,22 @@ class MySQLBackend:
                 "MariaDB/MySQL support needs PyMySQL: pip install 'sessionward[mysql]'"
             ) from None
         socket_timeout = statement_timeout_seconds + SOCKET_MARGIN_SECONDS
+        options = login_options(target)
         try:
             conn = pymysql.connect(
-                host=target.host or "localhost",
-                port=target.port or 3306,
-                user=target.user,
-                password=target.password or "",
-                database=target.database,
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
                 read_timeout=socket_timeout,
                 write_timeout=socket_timeout,
                 program_name="sessionward",
-                **_url_options(target),
+                **options,
             )
         except driver_errors().Error as error:
             raise connect_error(
                 error, target, connect_timeout_seconds=CONNECT_TIMEOUT_SECONDS
             ) from error
+        except OSError as error:
+            raise tls_files_error(error, target) from error
         try:
             with mapped_errors(target, statement_limit_seconds=statement_timeout_seconds):
                 cursor = conn.cursor()
@@ -223,6 +231,7 @@ class MySQLBackend:
             ),
             degraded=whole.degraded,
             partial=True,
+            unlisted=whole.unlisted,
         )
 
     def _in_transactions(self) -> Snapshot:
@@ -253,6 +262,7 @@ class MySQLBackend:
             sessions=tuple(s for s in whole.sessions if s.pid in holders),
             degraded=whole.degraded,
             partial=True,
+            unlisted=whole.unlisted,
         )
 
     def _space_innodb_reads(self) -> None:
@@ -296,6 +306,7 @@ class MySQLBackend:
             sessions=tuple(sessions),
             degraded=whole.degraded,
             partial=True,
+            unlisted=whole.unlisted,
         )
 
     def _read(self, *, spaced: bool = True) -> Snapshot:
@@ -344,6 +355,7 @@ class MySQLBackend:
             taken_at=taken_at.replace(tzinfo=dt.timezone.utc),
             sessions=sessions,
             degraded=tuple(degraded),
+            unlisted="" if full else _UNLISTED.format(kill=self._dialect.kill_privilege),
         )
         # Only a read that saw every session's transaction can vouch for one later.
         self._last_read = (whole, read_at) if full else None
@@ -365,8 +377,28 @@ class MySQLBackend:
         """``None``: ``KILL`` ends one connection per statement; each is terminated singly,
         so each gets its own outcome."""
 
+    def foresee_refusals(self, action: str, sessions: Sequence[Session]) -> dict[int, str]:
+        """The sessions of other users, when this login's own grants cannot end them.
+
+        ``KILL`` takes the same user name or CONNECTION ADMIN / SUPER; with a
+        role in effect nothing is foreseen (roles' grants are not read).
+        """
+        if not sessions:
+            return {}
+        with self._errors():
+            grants = self._all(self._dialect.get_kill_privilege)[0]
+        if grants["may_kill_any"] or grants["has_role"]:
+            return {}
+        own = str(grants["user_name"])
+        return {s.pid: self._kill_denied(s.pid) for s in sessions if s.user != own}
+
     def try_leader_lock(self, name: str) -> bool:
         """Take the named lock ``name`` without waiting; held until this connection ends."""
+        if len(name) > MAX_LOCK_NAME_CHARACTERS:
+            raise ConfigurationError(
+                f"lock name {name!r} is {len(name)} characters long, over the server's limit "
+                f"of {MAX_LOCK_NAME_CHARACTERS}"
+            )
         rows = self._all(self._dialect.get_lock, {"name": name})
         return bool(rows and rows[0]["acquired"] == 1)
 
@@ -390,18 +422,30 @@ class MySQLBackend:
         time.sleep(max(0.0, min(timeout_seconds, EXIT_POLL_SECONDS)))
 
     def database_exists(self, name: str) -> bool:
-        """Whether schema ``name`` exists, as this login may see; refuse ours and system ones."""
+        """Whether schema ``name`` exists; refuse ours, system ones, and one this login
+        may not drop (``PermissionDenied``, before any session is ended)."""
         if name.lower() in SYSTEM_SCHEMAS:
             raise ConfigurationError(f"refusing to drop {name}: the server itself needs it")
-        quote_identifier(name)  # refuse what cannot be a name before asking
+        check_schema_name(name)  # refuse what cannot be a name before asking
         with self._errors():
             row = self._all(self._dialect.get_database, {"name": name})[0]
+            grants = self._all(self._dialect.get_schema_privileges, {"name": name})[0]
         if row["current_schema"] is not None and str(row["current_schema"]) == name:
             raise ConfigurationError(
                 f"cannot drop database {name!r}: sessionward's connection uses it as its "
                 "default schema; connect without one (mysql://host/) or with another"
             )
-        return bool(row["present"])
+        present = bool(row["present"])
+        # Roles' grants are not read: with a role in effect, the DROP decides.
+        if not grants["may_drop"] and not grants["has_role"]:
+            # A login sees only the schemas it holds a privilege on: an absent
+            # one may exist all the same.
+            unseen = "" if present else " (holding none, it cannot see whether it exists)"
+            raise PermissionDenied(
+                f"not permitted to drop database {name!r}: user {self._target.user!r} "
+                f"lacks the DROP privilege on it{unseen}"
+            )
+        return present
 
     def block_connections(self, name: str) -> Callable[[], None]:
         """Do nothing: neither server can refuse new sessions on one schema."""
@@ -409,6 +453,7 @@ class MySQLBackend:
 
     def database_users(self, name: str) -> tuple[frozenset[int], tuple[str, ...]]:
         """Sessions whose current schema is ``name`` and those holding metadata locks in it."""
+        check_schema_name(name)
         notes: list[str] = []
         with self._errors():
             rows = self._all(self._dialect.list_database_sessions, {"name": name})
@@ -420,7 +465,7 @@ class MySQLBackend:
 
     def drop_database(self, name: str, *, force: bool, if_exists: bool) -> None:
         """``DROP DATABASE`` under a short metadata-lock wait (the server has no FORCE)."""
-
+        check_schema_name(name)
         statement = compose(
             load(self._dialect.drop_database),
             name=quote_identifier(name),
@@ -589,12 +634,14 @@ class MySQLBackend:
             if errno == ER_NO_SUCH_THREAD:
                 return False
             if errno == ER_KILL_DENIED_ERROR:
-                raise PermissionDenied(
-                    f"not allowed to end session {pid}: "
-                    f"needs the {self._dialect.kill_privilege} privilege"
-                ) from error
+                raise PermissionDenied(self._kill_denied(pid)) from error
             raise translate(error, self._target, statement_limit_seconds=self._limit) from error
         return True
+
+    def _kill_denied(self, pid: int) -> str:
+        return (
+            f"not allowed to end session {pid}: needs the {self._dialect.kill_privilege} privilege"
+        )
 
 
 def _nothing() -> None:
@@ -608,6 +655,36 @@ def _checked_pid(pid: object) -> int:
     return pid
 
 
+def login_options(target: Target) -> dict[str, Any]:
+    """``pymysql.connect`` arguments for ``target``: who, where, and the URL's options.
+
+    The password goes as UTF-8 bytes: given text, PyMySQL encodes it as
+    Latin-1, which fails on most non-ASCII passwords.
+    """
+    password = target.password or ""
+    return {
+        "host": target.host or "localhost",
+        "port": target.port or 3306,
+        "user": target.user,
+        "password": password.encode(),
+        "database": target.database,
+        **_url_options(target),
+    }
+
+
+def tls_files_error(error: OSError, target: Target) -> ConfigurationError:
+    """A TLS file of the URL (``ssl_ca``, ``ssl_cert``, ``ssl_key``) PyMySQL could not load.
+
+    PyMySQL builds its TLS context before connecting, so any ``OSError`` it
+    lets through (rather than wrapping as error 2003) comes from those files.
+    """
+    what = f"{error.filename!r}: " if error.filename else ""
+    words = target.scrub(error.strerror or str(error))
+    return ConfigurationError(
+        f"cannot use the TLS files of {target.redacted()}: {what}{words[:1].lower()}{words[1:]}"
+    )
+
+
 def _url_options(target: Target) -> dict[str, Any]:
     """PyMySQL options from the URL query: ``?unix_socket=/run/mysqld/mysqld.sock&ssl_ca=…``."""
     options: dict[str, Any] = {}
@@ -615,10 +692,27 @@ def _url_options(target: Target) -> dict[str, Any]:
         if key in _TEXT_PARAMS:
             options[key] = value
         elif key in _BOOL_PARAMS:
-            options[key] = value.strip().lower() in ("1", "true", "yes", "on")
+            word = value.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ConfigurationError(
+                    f"option {key} in {target.redacted()} is neither true nor false "
+                    f"(use one of {', '.join(_TRUE + _FALSE)})"
+                )
+            options[key] = word in _TRUE
         else:
             known = ", ".join(_TEXT_PARAMS + _BOOL_PARAMS)
             raise ConfigurationError(
                 f"unknown option {key!r} in {target.redacted()} (known: {known})"
             )
+    charset = options.get("charset")
+    if charset is not None and not _known_charset(charset):
+        raise ConfigurationError(
+            f"unknown charset {charset!r} in {target.redacted()} (for example utf8mb4)"
+        )
     return options
+
+
+def _known_charset(name: str) -> bool:
+    from pymysql.charset import charset_by_name
+
+    return charset_by_name(name) is not None

@@ -107,9 +107,10 @@ def translate(
         )
     if errno == ER_QUERY_INTERRUPTED:
         return SessionwardError(f"catalog query on {where} was interrupted (KILL QUERY)")
+    message = target.scrub(_server_message(error))
     if errno in DENIED:
-        return PermissionDenied(f"{where}: {_server_message(error)} (error {errno})")
-    return SessionwardError(f"server error {errno} on {where}: {_server_message(error)}")
+        return PermissionDenied(f"{where}: {message} (error {errno})")
+    return SessionwardError(f"server error {errno} on {where}: {message}")
 
 
 @contextmanager
@@ -145,7 +146,7 @@ def connect_error(
     }
     reason = reasons.get(errno) if errno is not None else None
     if reason is None:
-        reason = f"error {errno}: {_server_message(error)}"
+        reason = f"error {errno}: {target.scrub(_server_message(error))}"
     return ConnectionFailed(f"{where}: {reason}")
 
 

@@ -25,6 +25,9 @@ MIN_MYSQL = 80000
 
 _PACKAGE = __name__.rpartition(".")[0]
 
+#: The longest schema name either server takes, in characters (NAME_CHAR_LEN).
+MAX_SCHEMA_NAME_CHARACTERS = 64
+
 #: Read before the dialect is known, so it has no variant.
 GET_SERVER = "get_server"
 
@@ -62,7 +65,11 @@ class Dialect:
     list_transactions: str
     kill_query: str
     kill_connection: str
+    #: For dry runs: whether this login may end other users' sessions.
+    get_kill_privilege: str
     get_database: str
+    #: Whether this login's own grants allow dropping a schema.
+    get_schema_privileges: str
     list_database_sessions: str
     #: Who holds a metadata lock in a schema: the plugin (MariaDB) or performance_schema.
     list_database_locks: str
@@ -99,7 +106,9 @@ _QUERY_FIELDS = (
     "list_transactions",
     "kill_query",
     "kill_connection",
+    "get_kill_privilege",
     "get_database",
+    "get_schema_privileges",
     "list_database_sessions",
     "list_database_locks",
     "set_lock_wait",
@@ -114,7 +123,9 @@ _SHARED = {
     "list_applications": "list_applications",
     "kill_query": "kill_query",
     "kill_connection": "kill_connection",
+    "get_kill_privilege": "get_kill_privilege",
     "get_database": "get_database",
+    "get_schema_privileges": "get_schema_privileges",
     "list_database_sessions": "list_database_sessions",
     "set_lock_wait": "set_lock_wait",
     "reset_lock_wait": "reset_lock_wait",
@@ -222,6 +233,23 @@ def quote_identifier(name: str) -> str:
     if not name or "\x00" in name:
         raise ConfigurationError(f"not a database name: {name!r}")
     return "`" + name.replace("`", "``") + "`"
+
+
+def check_schema_name(name: str) -> None:
+    """Refuse what cannot be a schema name, before any statement carries it.
+
+    >>> check_schema_name("x" * 64)
+    >>> check_schema_name("x" * 65)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sessionward.core._errors.ConfigurationError: database name 'xxx...' is 65 characters long, ...
+    """
+    quote_identifier(name)
+    if len(name) > MAX_SCHEMA_NAME_CHARACTERS:
+        raise ConfigurationError(
+            f"database name {name!r} is {len(name)} characters long, over the server's limit "
+            f"of {MAX_SCHEMA_NAME_CHARACTERS}: no such database can exist; nothing was done"
+        )
 
 
 def compose(text: str, **fragments: str) -> str:

@@ -78,6 +78,8 @@ class PostgresBackend:
         self._statement_timeout_seconds = statement_timeout_seconds
         self._lock_timeout_seconds = lock_timeout_seconds
         self._told_hidden = False
+        #: Database names found short enough to reach the server whole.
+        self._names_in_limit: set[str] = set()
 
     @classmethod
     def connect(cls, target: Target, *, statement_timeout_seconds: float) -> PostgresBackend:
@@ -177,6 +179,7 @@ class PostgresBackend:
             sessions=sessions,
             degraded=degraded,
             partial=pids is not None or transactions_only,
+            undetailed=HIDDEN_NOTE if degraded else "",
         )
 
     def cancel(self, pid: int, *, started_at: str | None = None) -> bool:
@@ -202,6 +205,15 @@ class PostgresBackend:
             denied=lambda: f"not permitted to terminate one of pids {[p for p, _ in targets]}",
         )
         return {row[0] for row in rows}
+
+    def foresee_refusals(self, action: str, sessions: Sequence[Session]) -> dict[int, str]:
+        """The sessions this role may not signal (the server's own rule), each with why."""
+        if not sessions:
+            return {}
+        rows = self._fetch(
+            self._queries.list_signal_refusals, {"pids": sorted({s.pid for s in sessions})}
+        )
+        return {row[0]: self._refusal(action, row[0]) for row in rows}
 
     def try_leader_lock(self, name: str) -> bool:
         """Take advisory lock ``name`` without waiting; held until this connection ends.
@@ -244,12 +256,14 @@ class PostgresBackend:
             time.sleep(min(timeout_seconds, EXIT_POLL_SECONDS))
 
     def database_exists(self, name: str) -> bool:
-        """Whether database ``name`` exists; refuse ours and the template databases."""
+        """Whether database ``name`` exists; refuse ours, the template databases, and one
+        this role may not drop (``PermissionDenied``, before any session is ended)."""
         if name in SYSTEM_DATABASES:
             raise ConfigurationError(
                 f"refusing to drop {name}: PostgreSQL needs it (CREATE DATABASE copies template1, "
                 "template0 is the pristine copy of it)"
             )
+        self._check_name_length(name)
         rows = self._fetch(self._queries.get_database, {"name": name})
         if rows and rows[0][0]:
             other = "template1" if name == "postgres" else "postgres"
@@ -257,18 +271,18 @@ class PostgresBackend:
                 f"cannot drop database {name!r}: sessionward is connected to it; "
                 f"connect to another database, such as {other}"
             )
+        if rows and not rows[0][4]:
+            raise PermissionDenied(_not_owner(name, rows[0][3]))
         return bool(rows)
 
     def block_connections(self, name: str) -> Callable[[], None]:
         """Turn ``ALLOW_CONNECTIONS`` off and clear the template flag; return the undo."""
+        self._check_name_length(name)
         rows = self._fetch(self._queries.get_database, {"name": name})
         if not rows:
             raise ConfigurationError(f"database {name!r} does not exist")
-        _current, allow_connections, is_template, role = rows[0]
-        denied = (
-            f"not permitted to drop database {name!r}: role {role!r} is neither its owner nor a "
-            "superuser (either may stop new connections to it and drop it)"
-        )
+        _current, allow_connections, is_template, role, _may_drop = rows[0]
+        denied = _not_owner(name, role)
         self._alter_database(name, allow_connections=False, is_template=False, denied=denied)
 
         def restore() -> None:
@@ -280,6 +294,7 @@ class PostgresBackend:
 
     def database_users(self, name: str) -> tuple[frozenset[int], tuple[str, ...]]:
         """Every backend connected to ``name`` but ours; the server shows them all."""
+        self._check_name_length(name)
         rows = self._fetch(self._queries.list_database_sessions, {"name": name})
         return frozenset(row[0] for row in rows), ()
 
@@ -287,6 +302,7 @@ class PostgresBackend:
         """``DROP DATABASE``, ``WITH (FORCE)`` when asked, under a longer statement limit."""
         from psycopg import sql
 
+        self._check_name_length(name)
         text = self._queries.drop_database_force if force else self._queries.drop_database
         statement = sql.SQL(text).format(
             name=sql.Identifier(name), if_exists=sql.SQL("IF EXISTS " if if_exists else "")
@@ -314,6 +330,25 @@ class PostgresBackend:
     def close(self) -> None:
         """Close the connection; safe to call twice."""
         self._conn.close()
+
+    def _check_name_length(self, name: str) -> None:
+        """Refuse a database name the server would cut short: the cut name may be another's.
+
+        PostgreSQL keeps the first ``max_identifier_length`` (63) bytes of a
+        name, in the server encoding, and drops the rest without an error.
+        """
+        if name in self._names_in_limit:
+            return
+        rows = self._fetch(self._queries.get_identifier_length, {"name": name})
+        server_bytes, max_bytes = rows[0]
+        length = max(len(name.encode("utf-8")), int(server_bytes))
+        if length > max_bytes:
+            raise ConfigurationError(
+                f"database name {name!r} is {length} bytes long, over PostgreSQL's limit of "
+                f"{max_bytes} (max_identifier_length): the server would act on its first "
+                f"{max_bytes} bytes, which may name another database; nothing was done"
+            )
+        self._names_in_limit.add(name)
 
     def _alter_database(
         self, name: str, *, allow_connections: bool, is_template: bool, denied: str
@@ -395,14 +430,23 @@ class PostgresBackend:
 
 
 def libpq_url(target: Target) -> str:
-    """The URL as libpq takes it: without a SQLAlchemy ``+driver`` suffix.
+    """The URL as libpq takes it: rebuilt from the parsed parts, without ``+driver``.
+
+    Never the URL as written: libpq splits a raw '@' or '/' in a password
+    differently from sessionward's parser, and would look the rest up as a host.
 
     >>> from sessionward.core import parse_target
-    >>> libpq_url(parse_target("postgresql+psycopg://app@db/shop"))
+    >>> libpq_url(parse_target("PostgreSQL+psycopg://app@db/shop"))
     'postgresql://app@db/shop'
     """
-    scheme, separator, rest = target.url.partition("://")
-    return scheme.split("+", 1)[0] + separator + rest
+    return target.to_url()
+
+
+def _not_owner(name: str, role: str) -> str:
+    return (
+        f"not permitted to drop database {name!r}: role {role!r} is neither its owner nor a "
+        "superuser (either may stop new connections to it and drop it)"
+    )
 
 
 def _session(row: Row) -> Session:

@@ -35,8 +35,12 @@ class Queries:
     #: Many sessions at once, for the reaper.
     terminate_backends: str
     get_backend_owner: str
+    #: For dry runs: the pids the role may not signal.
+    list_signal_refusals: str
     #: ``None`` where ``pg_terminate_backend`` cannot wait (before 14): poll instead.
     wait_backend: str | None
+    #: A name's length in the server encoding, and the longest name kept whole.
+    get_identifier_length: str
     get_database: str
     list_database_sessions: str
     #: The statements below hold ``{name}`` placeholders for ``psycopg.sql``.
@@ -73,7 +77,9 @@ def queries_for(version_num: int) -> Queries:
         terminate_backend=load("terminate_backend"),
         terminate_backends=load("terminate_backends"),
         get_backend_owner=load("get_backend_owner"),
+        list_signal_refusals=load("list_signal_refusals"),
         wait_backend=load("wait_backend_post_140000") if post_14 else None,
+        get_identifier_length=load("get_identifier_length"),
         get_database=load("get_database"),
         list_database_sessions=load("list_database_sessions"),
         alter_database=load("alter_database"),
