@@ -1,9 +1,24 @@
 """Tell which ending a driver error stands for, by SQLSTATE or error number.
 
 No driver is imported: the code is read from what each driver puts on its
-errors — ``sqlstate`` (psycopg 3), ``pgcode`` (psycopg2), ``args[0]``
-(PyMySQL and mysqlclient) — after unwrapping SQLAlchemy (``.orig``) and Django
-(``__cause__``) wrappers.
+errors — ``sqlstate`` (psycopg 3, async too, and asyncpg), ``pgcode``
+(psycopg2), ``args[0]`` (PyMySQL, mysqlclient and aiomysql, which raises
+PyMySQL's classes) — after unwrapping SQLAlchemy (``.orig``, then the
+``__cause__`` of its asyncio adapters' errors) and Django (``__cause__``)
+wrappers.
+
+asyncpg needs three more rules:
+
+- A session the server ends mid-statement comes as
+  ``ConnectionDoesNotExistError`` (``08003``) with the server's FATAL
+  (``57P01`` …) as its ``__cause__``: the server's code wins.
+- A FATAL that arrives while the connection sits idle makes asyncpg close it;
+  the next call raises ``InterfaceError("connection is closed")`` with no code
+  (the FATAL is not kept anywhere), so that text gives ``ConnectionLost``.
+- A termination racing an operation can leave asyncpg's protocol in an
+  unexpected state, reported as ``InternalClientError`` (sqlalchemy#13241);
+  the connection cannot be trusted after it, so it is ``ConnectionLost``
+  unless a server code is chained to it.
 
 Message text is read only where the driver gives no code, and only in English:
 
@@ -97,6 +112,8 @@ _LIBPQ_LOGIN_TEXTS: tuple[tuple[str, Ending], ...] = (
 
 _LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2"})
 _MYSQL_DRIVERS = frozenset({"pymysql", "MySQLdb"})
+#: asyncpg's own text (never the server's, never translated) for a closed connection.
+_ASYNCPG_CLOSED_TEXT = "connection is closed"
 #: Drivers that raise InterfaceError for a connection that is already closed.
 _CLOSED_IS_INTERFACE_ERROR = frozenset({"psycopg2", "pymysql", "MySQLdb"})
 _MAX_WRAPPERS = 8
@@ -141,6 +158,11 @@ def _diagnose(error: BaseException) -> tuple[Ending | None, str | None, str]:
         return type(error), error.code, str(error)
     original, notes = _unwrap(error)
     driver = type(original).__module__.partition(".")[0]
+    if driver == "asyncpg":
+        return _asyncpg(original)
+    if original is not error and _is_socket_loss(original):
+        # A socket error a SQLAlchemy asyncio adapter passed on as its cause.
+        return ConnectionLost, None, _first_line(str(original)) or type(original).__name__
     line = _first_line(str(original))
     if driver in _MYSQL_DRIVERS:  # they carry a SQLSTATE too, but the errno is what counts
         errno = _errno(original)
@@ -171,6 +193,9 @@ def _unwrap(error: BaseException) -> tuple[BaseException, list[str]]:
         inner: object = None
         if module.partition(".")[0] == "sqlalchemy":
             inner = getattr(error, "orig", None)
+            if inner is None and module != "sqlalchemy.exc":
+                # The asyncio dialects' DBAPI-like errors keep the driver's as their cause.
+                inner = error.__cause__
             detail = getattr(error, "detail", None)
             if isinstance(detail, list):
                 notes += [note for note in detail if isinstance(note, str)]
@@ -180,6 +205,47 @@ def _unwrap(error: BaseException) -> tuple[BaseException, list[str]]:
             return error, notes
         error = inner
     return error, notes
+
+
+def _asyncpg(error: BaseException) -> tuple[Ending | None, str | None, str]:
+    """asyncpg errors: the server's code when one is chained, else what asyncpg says."""
+    found = _server_code(error)
+    if found is not None:
+        server, sqlstate = found
+        line = _first_line(str(server))
+        return _pg_by_code(server, sqlstate), sqlstate, _with_code(line, sqlstate)
+    line = _first_line(str(error))
+    if _is_a(error, "InternalClientError") or (
+        _is_a(error, "InterfaceError") and _ASYNCPG_CLOSED_TEXT in line
+    ):
+        return ConnectionLost, None, line
+    return None, None, line
+
+
+def _server_code(error: BaseException) -> tuple[BaseException, str] | None:
+    """The error and SQLSTATE that say most: a cause's code beats a connection-class ``08``.
+
+    asyncpg reports a session the server ended as ``08003`` and keeps the
+    server's own FATAL, which says why, as the ``__cause__``.  Only causes
+    are followed: ``__context__`` may be any earlier, unrelated error.
+    """
+    first: tuple[BaseException, str] | None = None
+    current: BaseException | None = error
+    for _ in range(_MAX_WRAPPERS):
+        if current is None:
+            break
+        sqlstate = _sqlstate(current)
+        if sqlstate is not None:
+            if not sqlstate.startswith(PG_CONNECTION_EXCEPTION_CLASS):
+                return current, sqlstate
+            first = first or (current, sqlstate)
+        current = current.__cause__
+    return first
+
+
+def _is_socket_loss(error: BaseException) -> bool:
+    """A socket that broke under an open connection (a refused connect is no session ending)."""
+    return isinstance(error, ConnectionError) and not isinstance(error, ConnectionRefusedError)
 
 
 def server_reason(error: BaseException) -> str | None:
