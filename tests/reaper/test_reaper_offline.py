@@ -152,6 +152,30 @@ def test_the_documented_example_policy_is_valid():
     assert [rule.name for rule in policy.rules][:2] == ["idle-in-transaction", "slow-reports"]
 
 
+def test_policy_example_prints_the_documented_example_and_it_checks(tmp_path):
+    """``sessionward policy example > policy.toml`` (the README's first step) gives a valid
+    policy, byte for byte the one in docs/reaper/ — the wheel ships the package's copy."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    documented = Path(__file__).parents[2] / "docs" / "reaper" / "policy.example.toml"
+    printed = subprocess.run(
+        [sys.executable, "-m", "sessionward", "policy", "example"],
+        capture_output=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert printed == documented.read_bytes()
+    path = tmp_path / "policy.toml"
+    path.write_bytes(printed)
+    checked = subprocess.run(
+        [sys.executable, "-m", "sessionward", "policy", "check", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"{path}: ok, ")
+    assert "idle-in-transaction: terminate" in checked.stdout
+
+
 def test_leader_lock_takes_an_optional_name():
     from sessionward.interfaces.reaper import reap_command
 

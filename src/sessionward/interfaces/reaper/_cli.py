@@ -1,4 +1,4 @@
-"""The ``reap`` command and the ``policy check`` / ``policy test`` commands."""
+"""The ``reap`` command and the ``policy check`` / ``policy test`` / ``policy example`` commands."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ from ._metrics import Metrics
 from ._stopping import Stopped, StopSwitch
 
 EXIT_NOT_ALL_ENDED = 1
+#: Shipped in the package (and copied verbatim to docs/reaper/) so a wheel user has it too.
+EXAMPLE_POLICY = "policy.example.toml"
 
 
 def load_policy(path: str) -> Policy:
@@ -218,7 +220,7 @@ def _open_table(url: str, table: str, *, reaped: str, log: EventLog) -> AuditTab
 
 @click.group("policy")
 def policy_group() -> None:
-    """Check a reaper policy, or try it offline against a saved snapshot."""
+    """Check a reaper policy, try it offline against a saved snapshot, or print an example."""
 
 
 @policy_group.command("check")
@@ -231,6 +233,20 @@ def check_command(path: str) -> None:
     ))  # fmt: skip
     for rule in policy.rules:
         click.echo(printable(f"  {rule.name}: {rule.action.value}, victims {rule.victims.value}"))
+
+
+@policy_group.command("example")
+def example_command() -> None:
+    """Print the commented example policy, to copy and adapt.
+
+    sessionward policy example > policy.toml
+    """
+    from importlib.resources import files  # only this command needs it
+
+    # Bytes, not text: what a redirect saves is the shipped file exactly.
+    data = files("sessionward.interfaces.reaper").joinpath(EXAMPLE_POLICY).read_bytes()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 @policy_group.command("test")
