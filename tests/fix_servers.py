@@ -9,6 +9,7 @@
   server fails instead.
 - ``SESSIONWARD_REQUIRE_MYSQLCLIENT=1`` (CI): likewise for a test that skips
   because mysqlclient (``MySQLdb``) is not installed.
+- ``SESSIONWARD_FORBID_SKIPS=1`` (CI): every skip fails, whatever its reason.
 
 Each test gets its own database and roles, named ``sw_<random>``, so tests
 never touch each other's sessions.
@@ -36,6 +37,8 @@ REQUIRE_ENV = "SESSIONWARD_REQUIRE_SERVERS"
 #: CI installs mysqlclient (it needs libmariadb-dev to build): there, a test that
 #: skips because ``MySQLdb`` cannot be imported fails instead.
 REQUIRE_MYSQLCLIENT_ENV = "SESSIONWARD_REQUIRE_MYSQLCLIENT"
+#: CI: every skip is a failure, whatever its reason; a skipped test proves nothing.
+FORBID_SKIPS_ENV = "SESSIONWARD_FORBID_SKIPS"
 
 
 #: A pid no session can have: above Linux's largest pid_max (2**22) and far past
@@ -396,13 +399,29 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if (
-        report.skipped
-        and os.environ.get(REQUIRE_MYSQLCLIENT_ENV, "") not in ("", "0")
-        and "MySQLdb" in str(report.longrepr)
-    ):
-        report.outcome = "failed"
-        report.longrepr = (
-            f"{report.longrepr} ({REQUIRE_MYSQLCLIENT_ENV}=1 turns this skip into a failure)"
-        )
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return report
+    if _switched_on(FORBID_SKIPS_ENV):
+        because = FORBID_SKIPS_ENV
+    elif _switched_on(REQUIRE_MYSQLCLIENT_ENV) and "MySQLdb" in str(report.longrepr):
+        because = REQUIRE_MYSQLCLIENT_ENV
+    else:
+        return report
+    report.outcome = "failed"
+    report.longrepr = f"{report.longrepr} ({because}=1 turns this skip into a failure)"
     return report
+
+
+def _switched_on(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Skips decided while collecting (a module-level importorskip) never reach the
+    # report hook above: count them at the end.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if _switched_on(FORBID_SKIPS_ENV) and reporter is not None and reporter.stats.get("skipped"):
+        reporter.write_line(
+            f"{FORBID_SKIPS_ENV}=1: {len(reporter.stats['skipped'])} skipped, which fails the run"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -7,6 +7,7 @@ all match.  An empty filter matches every client session.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 import warnings
@@ -96,25 +97,37 @@ def compile_query_regex(pattern: str, *, option: str = "--query") -> re.Pattern[
             f"bad {option} regex {shown}: [:{name}:] is a POSIX class, which Python's re "
             f"does not know; write {_POSIX_CLASSES[name]} instead"
         )
+    compiled, problem = _compile(pattern)
+    if problem is not None:
+        raise ConfigurationError(f"bad {option} regex {shown}: {problem}")
+    assert compiled is not None
+    return compiled
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> tuple[re.Pattern[str] | None, str | None]:
+    """The compiled pattern, or what is wrong with it; each pattern is judged once.
+
+    Judging once keeps the warnings filter (process-wide, not thread-safe) changed only
+    the first time a pattern is seen, and ``re``'s own cache untouched: ``re`` warns only
+    when it compiles, and these flags are ours, so a pattern new to this function is new
+    to ``re`` too.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        # ``re`` caches compiled patterns and warns only when it compiles one: without a
-        # purge, the second use of a pattern it warned about would pass in silence.
-        re.purge()
         try:
             compiled = re.compile(pattern, re.IGNORECASE | re.DOTALL)
         except re.error as error:
-            raise ConfigurationError(f"bad {option} regex {shown}: {error}") from None
+            return None, str(error)
         except RecursionError:
-            raise ConfigurationError(f"bad {option} regex {shown}: nested too deeply") from None
+            return None, "nested too deeply"
         except OverflowError as error:  # a repetition count past what re can hold
-            raise ConfigurationError(f"bad {option} regex {shown}: {error}") from None
+            return None, str(error)
     if caught:
-        raise ConfigurationError(
-            f"bad {option} regex {shown}: {caught[0].message} (inside [...], escape a "
-            "literal [, -, &, ~ or | with a backslash)"
+        return None, (
+            f"{caught[0].message} (inside [...], escape a literal [, -, &, ~ or | with a backslash)"
         )
-    return compiled
+    return compiled, None
 
 
 def _shown(text: str) -> str:
