@@ -65,10 +65,13 @@ def test_audit_must_be_a_regular_file(run, policy, tmp_path, kind):
         ("--max-interval", "25h", "--max-interval must be at most 1 day"),
         ("--max-interval", "0s", "--max-interval must be a positive duration"),
         ("--wait", "2h", "--wait must be a duration between 0s and 1h"),
+        ("--leader-lock=", None, "--leader-lock needs a name"),
+        ("--leader-lock", " ", "--leader-lock needs a name"),
     ],
 )
 def test_absurd_intervals_are_refused_in_one_line(run, policy, option, value, says):
-    code, _, err = run("reap", "--policy", policy, "--dsn", NOWHERE, option, value)
+    given = [option] if value is None else [option, value]
+    code, _, err = run("reap", "--policy", policy, "--dsn", NOWHERE, *given)
     assert code == 2
     assert err.count("\n") == 1, err
     assert says in err

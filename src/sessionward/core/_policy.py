@@ -166,7 +166,10 @@ class Match:
             parts.append(f"query ~ /{self.query.pattern}/")
         ages = self.ages(session)
         for name, limit in self.thresholds().items():
-            parts.append(f"{name.replace('_over', '')} {ages[name] or 0:.3f}s > {limit:g}s")
+            age = ages[name] or 0
+            # Milliseconds for any real age; a saved snapshot may hold any number, though.
+            shown = f"{age:.3f}" if age < 1e9 else f"{age:.3e}"
+            parts.append(f"{name.replace('_over', '')} {shown}s > {limit:g}s")
         if self.blocking_at_least is not None:
             parts.append(
                 f"blocking {blocked_count(snapshot, session.pid)} >= {self.blocking_at_least}"

@@ -86,6 +86,9 @@ class ReaperOptions:
     def __post_init__(self) -> None:
         check_bounds(max_interval_seconds=self.max_interval_seconds,
                      wait_seconds=self.wait_seconds)  # fmt: skip
+        if self.leader_lock is not None and not self.leader_lock.strip():
+            # An empty name is a lock all the same, shared by every reaper given one by mistake.
+            raise ConfigurationError("--leader-lock needs a name (or no value for the default)")
 
 
 def check_bounds(*, max_interval_seconds: float, wait_seconds: float) -> None:
