@@ -52,7 +52,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
@@ -61,6 +61,9 @@ from sqlalchemy.pool import QueuePool as _SAQueuePool
 from ...core import ConcurrentUse, ConfigurationError, Timeouts
 from . import _liveness
 from ._timeouts import apply_timeouts
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger("sessionward.sqlalchemy")
 
@@ -88,6 +91,12 @@ _DRIVERS = {
     "mysqldb": "mysqldb (mysqlclient)",
 }
 SUPPORTED_DRIVERS = ", ".join(_DRIVERS.values())
+#: The async drivers harden() knows on an ``AsyncEngine``, by SQLAlchemy's driver name;
+#: the values are our names for them (psycopg's async dialect is also called "psycopg").
+_ASYNC_DRIVERS = {"asyncpg": "asyncpg", "psycopg": "psycopg_async", "aiomysql": "aiomysql"}
+SUPPORTED_ASYNC_DRIVERS = "postgresql+asyncpg, postgresql+psycopg (async), mysql+aiomysql"
+#: Default server ports, for drivers whose socket is found from the server's view of it.
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 #: A ``look`` for a connection whose socket is unknown: always "something to read"
 #: (``not 0``), so it is pinged; a builtin, like ``poll``, called without a frame.
 _ALWAYS = operator.not_
@@ -106,6 +115,8 @@ _getframe = sys._getframe
 _weakref = weakref.ref
 
 Liveness = Literal["auto", "ping", "off"]
+#: ``harden()`` returns what it was given: an ``Engine`` or an ``AsyncEngine``.
+_AnyEngine = TypeVar("_AnyEngine", "Engine", "AsyncEngine")
 
 
 class FallbackWarning(RuntimeWarning):
@@ -263,6 +274,8 @@ class _State:
     capture_stacks: bool
     ping: Callable[[Any], Any]
     closed: Callable[[Any], Any]
+    #: The server's port as the URL names it: asyncpg does not tell its own publicly.
+    server_port: int = 0
     started_at: float | None = None
     max_connection_id: int = 0
     #: Restarts seen so far.
@@ -287,7 +300,7 @@ _states: weakref.WeakKeyDictionary[Engine, _State] = weakref.WeakKeyDictionary()
 
 
 def harden(
-    engine: Engine,
+    engine: _AnyEngine,
     *,
     liveness: Liveness = "auto",
     recycle: float | Literal["auto"] | None = "auto",
@@ -297,7 +310,7 @@ def harden(
     hold_warning_seconds: float = DEFAULT_HOLD_WARNING_SECONDS,
     capture_stacks: bool = False,
     check_threads: bool = False,
-) -> Engine:
+) -> _AnyEngine:
     """Make ``engine`` replace dead connections at checkout and account for held ones.
 
     - ``liveness="auto"``: at checkout, look at the socket without a round
@@ -317,11 +330,20 @@ def harden(
       ``ConcurrentUse`` when a connection, and so a ``Session``, is used by
       a second thread while the first is running a statement on it.
 
+    An ``AsyncEngine`` (``create_async_engine``) on asyncpg, psycopg (async) or
+    aiomysql is hardened through its ``sync_engine``'s pool events, which run in
+    SQLAlchemy's greenlet; ``timeouts`` and ``check_threads`` are not offered for it
+    yet.
+
     Call it right after ``create_engine``; returns the engine.
     """
-    driver = engine.dialect.driver
-    check_driver(driver, engine.dialect.is_async, engine.url.drivername)
-    if driver == "mysqldb" and getattr(engine.dialect.dbapi, "__name__", None) == "pymysql":
+    sync_engine = engine if isinstance(engine, Engine) else engine.sync_engine
+    if sync_engine.dialect.is_async:
+        driver = check_async_driver(sync_engine, timeouts=timeouts, check_threads=check_threads)
+    else:
+        driver = sync_engine.dialect.driver
+        check_driver(driver, False, sync_engine.url.drivername)
+    if driver == "mysqldb" and getattr(sync_engine.dialect.dbapi, "__name__", None) == "pymysql":
         driver = "pymysql"  # pymysql.install_as_MySQLdb(), as Django projects do
     check_arguments(
         liveness=liveness,
@@ -329,6 +351,34 @@ def harden(
         ping_after_idle_seconds=ping_after_idle_seconds,
         hold_warning_seconds=hold_warning_seconds,
     )
+    _harden_sync(
+        sync_engine,
+        driver,
+        liveness=liveness,
+        recycle=recycle,
+        timeouts=timeouts,
+        track_leaks=track_leaks,
+        ping_after_idle_seconds=ping_after_idle_seconds,
+        hold_warning_seconds=hold_warning_seconds,
+        capture_stacks=capture_stacks,
+        check_threads=check_threads,
+    )
+    return engine
+
+
+def _harden_sync(
+    engine: Engine,
+    driver: str,
+    *,
+    liveness: Liveness,
+    recycle: float | Literal["auto"] | None,
+    timeouts: Timeouts | None,
+    track_leaks: bool,
+    ping_after_idle_seconds: float,
+    hold_warning_seconds: float,
+    capture_stacks: bool,
+    check_threads: bool,
+) -> None:
     if engine in _states:
         raise ConfigurationError("harden() was already applied to this engine")
     if timeouts is not None:
@@ -345,6 +395,7 @@ def harden(
         capture_stacks=capture_stacks,
         ping=engine.dialect.do_ping,
         closed=_liveness.closed_check(driver),
+        server_port=engine.url.port or _DEFAULT_PORTS[_flavour(engine)],
     )
     _states[engine] = state
     if state.flavour == "mysql":
@@ -358,7 +409,23 @@ def harden(
         event.listen(engine, "before_cursor_execute", _enter_statement)
         event.listen(engine, "after_cursor_execute", _leave_statement)
         event.listen(engine, "handle_error", _leave_failed_statement)
-    return engine
+
+
+def check_async_driver(engine: Engine, *, timeouts: Timeouts | None, check_threads: bool) -> str:
+    """Our name for the async driver of ``engine`` (an ``AsyncEngine``'s ``sync_engine``);
+    ``ConfigurationError`` for one ``harden()`` does not support, or an option it does not
+    offer for async engines yet."""
+    driver = _ASYNC_DRIVERS.get(engine.dialect.driver)
+    if driver is None:
+        raise ConfigurationError(
+            f"sessionward.sqlalchemy.harden supports async engines on "
+            f"{SUPPORTED_ASYNC_DRIVERS}, not {engine.url.drivername!r}"
+        )
+    if timeouts is not None:
+        raise ConfigurationError("harden(timeouts=...) is not supported for async engines yet")
+    if check_threads:
+        raise ConfigurationError("harden(check_threads=True) is not supported for async engines")
+    return driver
 
 
 def check_driver(driver: str, is_async: bool, drivername: str) -> None:
@@ -398,9 +465,10 @@ def _positive(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 
 
-def holders(engine: Engine) -> list[Holder]:
+def holders(engine: Engine | AsyncEngine) -> list[Holder]:
     """Who holds the engine's checked-out connections now, longest first."""
-    state = _states.get(engine)
+    sync_engine = engine if isinstance(engine, Engine) else engine.sync_engine
+    state = _states.get(sync_engine)
     if state is None:
         raise ConfigurationError("holders() needs an engine given to harden(track_leaks=True)")
     found = [_holder(held) for slot in _slots(state) if (held := slot.out()) is not None]
@@ -472,17 +540,16 @@ def _connected(state: _State, dbapi_connection: Any, record: Any, connected_at: 
     before = state.before_connect.pop(record, None)
     if not _liveness.is_driver_connection(state.driver, dbapi_connection):
         # Nothing is asked of it, not even fileno(): it may be a mock counting calls.
-        raise _NotTheDriver(
-            f"{type(dbapi_connection).__qualname__} is not a {_DRIVERS[state.driver]} connection"
-        )
+        named = _DRIVERS.get(state.driver, state.driver)
+        raise _NotTheDriver(f"{type(dbapi_connection).__qualname__} is not a {named} connection")
     fd = _liveness.descriptor(state.driver, dbapi_connection)
     retire = math.inf
     if state.liveness == "auto" or state.recycle == "auto":
         facts = _facts(state, dbapi_connection)
         if state.recycle == "auto" and facts.idle_limit:
             retire = retire_after(facts.idle_limit)
-        if state.driver == "pymysql" and state.liveness == "auto":
-            fd = _pymysql_socket(dbapi_connection, facts.client_address)
+        if state.liveness == "auto" and state.driver in _FOUND_FROM_ADDRESS:
+            fd = _socket_from_address(state, dbapi_connection, facts.client_address)
         if facts.started_at is not None and _restarted(
             state, facts.started_at, facts.connection_id, before
         ):
@@ -495,13 +562,23 @@ def _connected(state: _State, dbapi_connection: Any, record: Any, connected_at: 
     info[_SLOT] = _new_slot(state, record, connected_at, retire)
 
 
-def _pymysql_socket(dbapi_connection: Any, client_address: str | None) -> int | None:
-    """The descriptor of a PyMySQL connection's socket, found from the server's view of it."""
+#: Drivers that keep their socket private: it is found from the client address the
+#: server reports (see ``_liveness.find_socket``).
+_FOUND_FROM_ADDRESS = frozenset({"pymysql", "asyncpg", "aiomysql"})
+
+
+def _socket_from_address(
+    state: _State, dbapi_connection: Any, client_address: str | None
+) -> int | None:
+    """The descriptor of a connection's socket, found from the server's view of it."""
     if not client_address:
         return None
-    port = dbapi_connection.port
+    if state.driver == "asyncpg":
+        port: Any = state.server_port  # asyncpg keeps the address it connected to private
+    else:
+        port = _liveness.driver_connection(dbapi_connection).port
     if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"PyMySQL connection.port is {port!r}, not a port number")
+        raise TypeError(f"{state.driver} connection.port is {port!r}, not a port number")
     fd = _liveness.find_socket(client_address, port)
     if fd is None:
         logger.debug(
@@ -858,7 +935,11 @@ class _Facts:
 def _facts(state: _State, dbapi_connection: Any) -> _Facts:
     """What the server says about a new session; raises on anything unexpected."""
     if state.flavour == "postgresql":
-        name = "get_liveness_facts_postgresql"
+        name = (
+            "get_liveness_facts_postgresql_client"
+            if state.driver in _FOUND_FROM_ADDRESS
+            else "get_liveness_facts_postgresql"
+        )
     else:
         name = (
             "get_liveness_facts_mariadb"
@@ -874,6 +955,8 @@ def _facts(state: _State, dbapi_connection: Any) -> _Facts:
             cursor.close()
     finally:
         dbapi_connection.rollback()
+    if state.driver == "asyncpg" and row is not None:
+        row = tuple(row)  # an asyncpg Record, through SQLAlchemy's adapted cursor
     if not isinstance(row, (tuple, list)) or len(row) != 4:
         raise TypeError(f"the fact query {name}.sql returned {row!r}, not one row of 4 columns")
     started_at, idle_limit, connection_id, client_address = row
@@ -903,7 +986,8 @@ def _text(value: Any, query: str) -> str | None:
 
 def _is_mariadb(dbapi_connection: Any) -> bool:
     try:
-        return "mariadb" in str(dbapi_connection.get_server_info()).lower()
+        server_info = _liveness.driver_connection(dbapi_connection).get_server_info()
+        return "mariadb" in str(server_info).lower()
     except Exception:
         return True
 

@@ -44,9 +44,9 @@ _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 def descriptor(driver: str, dbapi_connection: Any) -> int | None:
     """The socket's file descriptor of a new connection, when the driver tells it."""
-    if driver in ("psycopg", "psycopg2", "mysqldb"):
+    if driver in ("psycopg", "psycopg2", "mysqldb", "psycopg_async"):
         try:
-            fd = dbapi_connection.fileno()
+            fd = driver_connection(dbapi_connection).fileno()
         except Exception:
             return None
         return fd if isinstance(fd, int) and fd >= 0 else None
@@ -59,7 +59,20 @@ _CONNECTION_CLASSES = {
     "psycopg2": ("psycopg2.extensions", "connection"),
     "pymysql": ("pymysql.connections", "Connection"),
     "mysqldb": ("MySQLdb.connections", "Connection"),
+    "asyncpg": ("asyncpg.connection", "Connection"),
+    "psycopg_async": ("psycopg", "AsyncConnection"),
+    "aiomysql": ("aiomysql.connection", "Connection"),
 }
+
+#: Async drivers: SQLAlchemy hands listeners its adapter (``AdaptedConnection``), whose
+#: public ``driver_connection`` is the driver's own connection.
+ASYNC_DRIVERS = frozenset({"asyncpg", "psycopg_async", "aiomysql"})
+
+
+def driver_connection(dbapi_connection: Any) -> Any:
+    """The driver's own connection: the one given, or the one an async adapter wraps."""
+    adapted = getattr(type(dbapi_connection), "driver_connection", None)
+    return dbapi_connection.driver_connection if adapted is not None else dbapi_connection
 
 
 @functools.cache
@@ -78,7 +91,14 @@ def is_driver_connection(driver: str, dbapi_connection: Any) -> bool:
     """Whether ``dbapi_connection`` is the driver's own (a subclass, or a proxy that
     says so, as instrumentation's do), not a mock or a stand-in."""
     made = connection_class(driver)
-    return made is not None and isinstance(dbapi_connection, made)
+    if made is None:
+        return False
+    if driver in ASYNC_DRIVERS:
+        try:
+            dbapi_connection = driver_connection(dbapi_connection)
+        except Exception:
+            return False
+    return isinstance(dbapi_connection, made)
 
 
 def closed_check(driver: str) -> Callable[[Any], Any]:
@@ -96,6 +116,14 @@ def closed_check(driver: str) -> Callable[[Any], Any]:
         return operator.attrgetter("closed")  # 0, or 1 closed, 2 broken
     if driver in ("pymysql", "mysqldb"):
         return lambda connection: not connection.open
+    # Async drivers, through SQLAlchemy's adapter: asyncpg marks a connection closed as
+    # soon as its event loop sees the server hang up; aiomysql only when closed by us.
+    if driver == "asyncpg":
+        return lambda connection: connection.driver_connection.is_closed()
+    if driver == "psycopg_async":
+        return operator.attrgetter("driver_connection.pgconn.status")
+    if driver == "aiomysql":
+        return operator.attrgetter("driver_connection.closed")
     return lambda connection: False
 
 
