@@ -35,11 +35,17 @@ def _before_main(err: str) -> bool:
     """
     if PYTHON_STARTUP_FAILURE in err:
         return True
-    frames = [line for line in err.splitlines() if line.lstrip().startswith("File ")]
-    return (
-        err.rstrip().endswith("KeyboardInterrupt")
-        and bool(frames)
-        and all('"<frozen ' in line or line.rstrip().endswith(", in <module>") for line in frames)
+    return err.rstrip().endswith("KeyboardInterrupt") and not _in_main(err)
+
+
+def _in_main(err: str) -> bool:
+    """Whether the traceback passes through sessionward's ``main`` (where the signals are
+    ours): the import machinery's own frames (``runpy``, importlib, setuptools'
+    ``_distutils_hack``) are not."""
+    return any(
+        "sessionward" in line and line.rstrip().endswith(", in main")
+        for line in err.splitlines()
+        if line.lstrip().startswith("File ")
     )
 
 
