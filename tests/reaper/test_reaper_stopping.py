@@ -150,6 +150,7 @@ def test_reading_an_endless_audit_file(pg, policy, tmp_path):
         assert not _started(log)
     except BaseException:
         child.kill()
+        child.communicate()  # reaped and its pipe closed: no ResourceWarning in a later test
         raise
     code, _ = _stop(child, signal.SIGTERM, log)
     assert code == 0
@@ -190,6 +191,7 @@ def test_a_signal_at_any_moment_of_start_up(pg, policy, tmp_path):
             code = child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.communicate()  # reaped and its pipe closed: no ResourceWarning in a later test
             raise AssertionError(f"still running 10 s after {signum.name}") from None
         took = time.monotonic() - started
         err = child.stderr.read()

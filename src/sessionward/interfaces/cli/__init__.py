@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ._signals import release_signals, stoppable, take_signals
+from ._signals import raise_pending, release_signals, stoppable, take_signals
 
 # Not ``typing.TYPE_CHECKING``: importing typing would delay taking over Ctrl-C.
 TYPE_CHECKING = False
@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         from ._main import run as run_command
         from ._process import run_guarded
 
+        raise_pending()  # a signal during the imports may have lost its exception there
         return run_guarded(lambda: run_command(argv))
 
     try:

@@ -10,7 +10,14 @@ import errno
 import os
 import sys
 
-from ._signals import EXIT_INTERRUPTED, EXIT_TERMINATED, SIGPIPE, Terminated, say
+from ._signals import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    SIGPIPE,
+    Terminated,
+    raise_pending,
+    say,
+)
 
 # Not ``typing.TYPE_CHECKING``: see ._signals.
 TYPE_CHECKING = False
@@ -95,7 +102,12 @@ def run_guarded(run: Callable[[], int]) -> int:
 
 
 def internal_error(error: BaseException) -> int:
-    """A bug: one line, the traceback only with ``SESSIONWARD_DEBUG``."""
+    """A bug: one line, the traceback only with ``SESSIONWARD_DEBUG``.
+
+    Unless a signal came: then the error is most likely its exception, wrapped
+    (``__set_name__`` does so before Python 3.12), and the signal is the answer.
+    """
+    raise_pending()
     if os.environ.get("SESSIONWARD_DEBUG"):
         raise error
     from ...core import redact_url

@@ -2,6 +2,13 @@
 
 Until then a Ctrl-C is Python's, which prints a traceback; so this module is imported
 before anything else of the command line and imports nothing that takes time.
+
+The handler raises, but it also records the signal: an exception raised from a
+handler while modules are still being imported can be lost (CPython drops it inside
+``compile``) or wrapped (``__set_name__`` turns it into a ``RuntimeError`` before
+3.12).  So the record, not the exception, is what says a signal came:
+:func:`raise_pending` re-raises a lost one once the imports are done, a long-running
+command takes it over with :func:`take_pending`, and :func:`stoppable` reports it.
 """
 
 from __future__ import annotations
@@ -40,12 +47,17 @@ class Terminated(BaseException):
     """
 
 
+#: The signal received since ``take_signals``, whether or not its exception got through.
+_received: list[int] = []
+
+
 def _stop_now(signum: int, frame: FrameType | None) -> None:
     # A second signal while the first unwinds means "now": no cleanup, no traceback.
     os._exit(128 + signum)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
     for each in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(each) is _on_signal:
             signal.signal(each, _stop_now)
@@ -62,6 +74,7 @@ def take_signals() -> dict[int, Handler]:
     background job) stays ignored; outside the main thread nothing changes.
     """
     previous: dict[int, Handler] = {}
+    _received.clear()
     for signum in (signal.SIGINT, signal.SIGTERM):
         current = signal.getsignal(signum)
         if current == signal.SIG_IGN:
@@ -72,6 +85,27 @@ def take_signals() -> dict[int, Handler]:
             break
         previous[signum] = current
     return previous
+
+
+def received_signal() -> int | None:
+    """The signal received since ``take_signals`` and not taken over, if any."""
+    return _received[0] if _received else None
+
+
+def take_pending() -> int | None:
+    """Take over the signal received so far (a command that stops on its own terms)."""
+    signum = received_signal()
+    _received.clear()
+    return signum
+
+
+def raise_pending() -> None:
+    """Raise the exception of a signal whose own exception was lost on the way."""
+    signum = received_signal()
+    if signum == SIGINT:
+        raise KeyboardInterrupt
+    if signum is not None:
+        raise Terminated
 
 
 def release_signals(previous: dict[int, Handler], *, restore: bool) -> None:
@@ -90,7 +124,9 @@ def release_signals(previous: dict[int, Handler], *, restore: bool) -> None:
 def stoppable(run: Callable[[], int]) -> int:
     """Run ``run``; a SIGINT or SIGTERM that stops it is one line and its exit status."""
     try:
-        return run()
+        code = run()
+        raise_pending()  # the work got done, but the caller asked it to stop: say so
+        return code
     except KeyboardInterrupt:
         say("interrupted")
         return EXIT_INTERRUPTED

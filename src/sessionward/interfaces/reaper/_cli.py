@@ -136,10 +136,10 @@ def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
     (SIGINT) or 143 (SIGTERM).
     """
     switch = StopSwitch()
-    switch.install()  # first: a signal while connecting must stop it too
     log = EventLog(json_lines=log_format == "json")
     try:
         try:
+            switch.install()  # first: a signal while connecting must stop it too
             code = _reap(
                 switch, log, policy_path=policy_path, dsn=dsn, once=once,
                 options=ReaperOptions(dry_run=dry_run, once=once,

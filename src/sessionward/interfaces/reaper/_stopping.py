@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from ..cli._signals import take_pending
+
 #: How long a sweep under way may take to finish after a signal.
 STOP_GRACE_SECONDS = 0.5
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -62,6 +64,11 @@ class StopSwitch:
             if self._previous[signum] != signal.SIG_IGN:  # a background job stays immune
                 signal.signal(signum, self._on_signal)
         signal.signal(signal.SIGALRM, self._on_alarm)
+        # A signal that came before, while modules were being imported, may have lost
+        # its exception there: it is this switch's now.
+        pending = take_pending()
+        if pending is not None:
+            self._on_signal(pending, None)
 
     def restore(self) -> None:
         """Give the signals back to the handlers they had before ``install``."""
