@@ -25,8 +25,10 @@ SERVER = ServerInfo(engine="postgresql", version="16.2", version_num=160002, own
 class FakeBackend:
     """One database ``app`` whose sessions leave as soon as they are told to."""
 
-    def __init__(self, *sessions, exists=True, deny=(), drop_error=None, exists_error=None):
+    def __init__(self, *sessions, exists=True, deny=(), drop_error=None, exists_error=None,
+                 stay=()):  # fmt: skip
         self.server = SERVER
+        self.stay = set(stay)  # sessions that take the signal but are still there
         self.exists_error = exists_error
         self.present = {s.pid: s for s in sessions}
         self.exists = exists
@@ -68,6 +70,8 @@ class FakeBackend:
         self.calls.append(("terminate", pid))
         if pid in self.deny:
             raise PermissionDenied(f"not permitted to terminate pid {pid}")
+        if pid in self.stay:
+            return pid in self.present
         return self.present.pop(pid, None) is not None
 
     def probe(self, pids):
@@ -173,3 +177,13 @@ def test_a_refusal_found_before_anything_is_done_changes_nothing(dry_run):
             SessionControl(backend).drop_database("app", force=True, dry_run=dry_run)
         assert backend.calls == ["exists"]
         assert 10 in backend.present
+
+
+def test_a_zero_wait_leaves_the_database_while_a_session_may_still_be_there():
+    """``wait_seconds=0`` signals and does not look: nothing confirmed gone, nothing dropped."""
+    backend = FakeBackend(session(10), session(11, database="other"), stay={10})
+    result = SessionControl(backend).drop_database("app", wait_seconds=0)
+    assert [(r.pid, r.outcome) for r in result.ended] == [(10, Outcome.SIGNALLED)]
+    assert [r.pid for r in result.not_ended] == [10]
+    assert not result.dropped
+    assert backend.calls[-2:] == [("terminate", 10), "restore"]  # no drop; logins allowed again

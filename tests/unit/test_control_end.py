@@ -15,7 +15,6 @@ from sessionward.core import (
     BACKGROUND,
     IDLE,
     Action,
-    DropResult,
     Outcome,
     PermissionDenied,
     Safety,
@@ -155,13 +154,6 @@ def test_zero_wait_signals_and_does_not_look():
     assert result.outcome is Outcome.SIGNALLED
     assert result.ok
     assert backend.calls == [("snapshot",), ("terminate", 10)]
-
-
-def test_zero_wait_leaves_a_database_undropped():
-    backend = FakeBackend(active(10), script={10: "ignore"})
-    result = DropResult("shop", dropped=False, existed=True,
-                        ended=SessionControl(backend).terminate([10], wait_seconds=0))  # fmt: skip
-    assert [r.outcome for r in result.not_ended] == [Outcome.SIGNALLED]
 
 
 @pytest.mark.parametrize("action", ["cancel", "terminate"])
