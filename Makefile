@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench compat clean
+.PHONY: demo test lint typecheck bench compat matrix clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(STAMP)
 # Needs both servers; fails if a test that passes plain fails with sessionward.
 compat: $(STAMP)
 	$(BIN)/python compat/run.py $(COMPAT_ARGS)
+
+# Other Pythons (pyenv's, when present) and PostgreSQL 16: see noxfile.py.
+MATRIX_PATH := $(shell ls -d $$HOME/.pyenv/versions/3.10*/bin $$HOME/.pyenv/versions/3.13*/bin 2>/dev/null | tr '\n' ':')
+matrix: $(STAMP)
+	PATH="$(MATRIX_PATH)$$PATH" $(BIN)/nox -s python-3.10 python-3.13 postgresql-16
+	$(BIN)/python .ci/matrix_table.py .ci/matrix
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

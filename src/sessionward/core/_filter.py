@@ -124,6 +124,13 @@ def _compile(pattern: str) -> tuple[re.Pattern[str] | None, str | None]:
         except OverflowError as error:  # a repetition count past what re can hold
             return None, str(error)
     if caught:
+        if not issubclass(caught[0].category, FutureWarning):
+            # Python 3.10 only warns where 3.11 refuses ("global flags not at the start
+            # of the expression"): refused on every version alike.
+            text = str(caught[0].message)
+            if text.startswith("Flags not at the start"):
+                return None, "global flags not at the start of the expression"
+            return None, text
         return None, (
             f"{caught[0].message} (inside [...], escape a literal [, -, &, ~ or | with a backslash)"
         )
