@@ -1,0 +1,208 @@
+"""``harden(engine, origin=...)``: each session names its service, host, pid and, while
+checked out, its holder and the code line that took it, at no extra round trip.
+
+- ``do_connect`` (a listener that returns nothing, so the engine's own connect
+  path still makes the connection): ``service[pid]@host`` as PostgreSQL's
+  application name (libpq's ``fallback_application_name``; asyncpg's
+  ``server_settings``) or PyMySQL's / aiomysql's ``program_name`` connection
+  attribute, only where the URL, ``connect_args`` and earlier listeners set no name.
+  mysqlclient sends no connection attributes: nothing there.
+- at checkout (``harden``'s checkout listener calls ``tag``): the comment for the
+  holder and code line is looked up, built once per site, and kept for the connection.
+- the comment is appended to each statement of the checkout, unless the statement
+  has a comment already.  The comment is the same text for the same site, so
+  statement caches and prepared statements keep working.
+
+Synchronous drivers get it in the driver, below SQLAlchemy: the pool's ``connect``
+event gives each new connection a subclass of its own cursor class (psycopg's and
+psycopg2's ``cursor_factory``, PyMySQL's and mysqlclient's ``cursorclass``, their
+documented extension points), so SQLAlchemy, its events, ``echo`` and its
+statement cache see the statements as before, and the engine has no connection
+events it did not have.  There ``%`` are doubled exactly where the driver reads
+them: in a statement given parameters.  ``executemany`` on PyMySQL and mysqlclient
+is left alone (they batch an ``INSERT`` only when nothing follows its ``VALUES``);
+the statements it runs row by row are tagged.
+
+Async drivers run through SQLAlchemy's own adapters, so there the comment is added
+in ``before_cursor_execute`` (``retval=True``), with ``%`` doubled as SQLAlchemy
+does for its own text under the ``format`` and ``pyformat`` paramstyles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import warnings
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from ...core import with_comment
+from .. import _origin
+from . import _liveness
+
+logger = logging.getLogger("sessionward.sqlalchemy")
+
+#: The pool entry's ``info`` key of the checkout's comment: ``(comment, with %% doubled)``.
+COMMENT_KEY = "sessionward.origin"
+
+_POSTGRESQL_LIBPQ = frozenset({"psycopg", "psycopg2", "psycopg_async"})
+_PROGRAM_NAME = frozenset({"pymysql", "aiomysql"})
+_MYSQL = frozenset({"pymysql", "mysqldb", "aiomysql", "asyncmy"})
+#: Sync drivers: the connection attribute naming the cursor class ``cursor()`` makes.
+_CURSOR_CLASS = {
+    "psycopg": "cursor_factory",
+    "psycopg2": "cursor_factory",
+    "pymysql": "cursorclass",
+    "mysqldb": "cursorclass",
+}
+#: Sync drivers: the DBAPI module's name, so a mock DBAPI is handed nothing of ours.
+_MODULE = {"psycopg": "psycopg", "psycopg2": "psycopg2", "pymysql": "pymysql"}
+
+
+class EngineOrigin:
+    """The origin of one engine's sessions."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        driver: str,
+        service: str,
+        max_bytes: int,
+        is_async: bool,
+        paramstyle: str,
+        warning: type[Warning],
+    ) -> None:
+        self.name = name
+        self.driver = driver
+        self.tagger = _origin.Tagger(service, max_bytes)
+        self.holder = _origin.task_holder if is_async else _origin.thread_holder
+        #: Whether the driver reads ``%`` in a statement given parameters.
+        self.percent = paramstyle in ("format", "pyformat")
+        self.skip_many = driver in _MYSQL
+        self.warning = warning
+        self.failed = False
+        self.in_driver = driver in _CURSOR_CLASS
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "do_connect", self.on_connect)
+        if self.in_driver:
+            event.listen(engine, "connect", self.on_new_connection)  # a pool event
+        else:
+            event.listen(engine, "before_cursor_execute", self.on_statement, retval=True)
+
+    # ----------------------------------------------------------------- connect
+
+    def on_connect(
+        self, dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        """Name the session in the connect parameters; the connection is made as before."""
+        try:
+            module = _MODULE.get(self.driver)
+            if module is not None and getattr(dialect.dbapi, "__name__", None) != module:
+                return  # a stand-in DBAPI (a mock): it gets the arguments it was given
+            name = self.tagger.application_name()
+            if self.driver in _POSTGRESQL_LIBPQ:
+                _origin.add_libpq_name(cparams, name, cargs)
+            elif self.driver == "asyncpg":
+                _origin.add_asyncpg_name(cparams, name, cargs)
+            elif self.driver in _PROGRAM_NAME:
+                _origin.add_program_name(cparams, name)
+        except Exception as error:
+            self.fail("naming a new connection failed", error)
+
+    def on_new_connection(self, dbapi_connection: Any, record: Any) -> None:
+        """Give a new driver connection a cursor class that appends the comment."""
+        try:
+            if not _liveness.is_driver_connection(self.driver, dbapi_connection):
+                return  # a mock or a stand-in: nothing of ours on it
+            attribute = _CURSOR_CLASS[self.driver]
+            base = getattr(dbapi_connection, attribute)
+            percent = True
+            if base is None and self.driver == "psycopg2":
+                base = importlib.import_module("psycopg2.extensions").cursor
+            elif self.driver == "psycopg":
+                import psycopg
+
+                # A RawCursor takes $1 placeholders and reads no %.
+                percent = not (isinstance(base, type) and issubclass(base, psycopg.RawCursor))
+            if isinstance(base, type):
+                made = _origin.tagging_class(base, percent=percent, many=not self.skip_many)
+                setattr(dbapi_connection, attribute, made)
+        except Exception as error:
+            self.fail("preparing a new connection failed", error)
+
+    # ----------------------------------------------------------------- checkout
+
+    def tag(self, dbapi_connection: Any, info: dict[str, Any], code: Any, lasti: int) -> None:
+        """Keep the comment for this checkout's holder and code line."""
+        try:
+            holder = self.holder()
+            key = (code, lasti, holder)
+            pair = self.tagger.cached(key)
+            if pair is None:
+                pair = self.tagger.remember(key, holder, self._code_line(code, lasti))
+            if self.in_driver:
+                _origin.comments[dbapi_connection] = pair
+            else:
+                info[COMMENT_KEY] = pair
+        except Exception as error:
+            info.pop(COMMENT_KEY, None)
+            with contextlib.suppress(Exception):
+                _origin.comments.pop(dbapi_connection, None)
+            self.fail("tagging a checkout failed", error)
+
+    def _code_line(self, code: Any, lasti: int) -> str | None:
+        if code is None:
+            return None
+        for start, end, line in code.co_lines():
+            if start <= lasti < end:
+                return _origin.code_line(code.co_filename, line)
+        return _origin.code_line(code.co_filename, None)
+
+    # ----------------------------------------------------------------- statements
+
+    def on_statement(
+        self,
+        conn: Any,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> tuple[str, Any]:
+        try:
+            pair = conn.info.get(COMMENT_KEY)
+            if pair is None or (executemany and self.skip_many):
+                return statement, parameters
+            doubled = (
+                self.percent
+                and parameters is not None
+                # SQLAlchemy hands the driver no parameters at all only here.
+                and (bool(parameters) or context is None or not context.no_parameters)
+            )
+            return with_comment(statement, pair[1] if doubled else pair[0]), parameters
+        except Exception as error:
+            self.fail("tagging a statement failed", error)
+            return statement, parameters
+
+    # ----------------------------------------------------------------- failing open
+
+    def fail(self, what: str, error: BaseException) -> None:
+        """Say once that origins fell short; the connection and statement go on untagged."""
+        if self.failed:
+            logger.debug("origin: %s", what, exc_info=error)
+            return
+        self.failed = True
+        message = (
+            f"sessionward harden() on {self.name}: {what} ({type(error).__name__}: {error}); "
+            f"sessions and statements go on without an origin"
+        )
+        logger.warning("%s", message, exc_info=error)
+        try:
+            warnings.warn(message, self.warning, stacklevel=2)
+        except Exception:  # warnings turned into errors must not break a statement
+            logger.debug("origin warning raised as an error and dropped", exc_info=True)
