@@ -1,0 +1,5 @@
+"""The PgBouncer admin console adapter."""
+
+from ._admin import PgBouncerAdmin
+
+__all__ = ["PgBouncerAdmin"]

@@ -1,0 +1,2 @@
+-- The PgBouncer version: "PgBouncer 1.18.0".
+SHOW VERSION
