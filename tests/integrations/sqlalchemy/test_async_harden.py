@@ -1,4 +1,5 @@
-"""``harden()`` on SQLAlchemy ``AsyncEngine``s (asyncpg, psycopg async, aiomysql), real servers.
+"""``harden()`` on SQLAlchemy ``AsyncEngine``s (asyncpg, psycopg async, aiomysql, asyncmy),
+real servers.
 
 Each test drives its engine with ``asyncio.run`` inside a plain test function; the admin
 connection that ends sessions is synchronous, so the event loop is paused while it works
@@ -22,7 +23,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from sessionward import ConfigurationError, Timeouts
+from sessionward import ConfigurationError
 from sessionward.sqlalchemy import harden, holders
 from tests.fix_servers import PG_ENV, _mysql_server, _pg_server, missing_server
 from tests.integrations.sqlalchemy.conftest import Lab, _Databases
@@ -34,7 +35,10 @@ DRIVERS = {
     "psycopg_async": ("postgresql+psycopg", "psycopg", "psycopg"),
     "aiomysql": ("mysql+aiomysql", "aiomysql", "pymysql"),
     "aiomysql-mariadb": ("mariadb+aiomysql", "aiomysql", "pymysql"),
+    "asyncmy": ("mysql+asyncmy", "asyncmy", "pymysql"),
 }
+#: The modules of the drivers that talk to MariaDB/MySQL.
+MYSQL_MODULES = ("aiomysql", "asyncmy")
 #: How harden() says it replaced a connection because of its socket or the driver's flag.
 SOCKET_OR_FLAG = (
     "sessionward: the driver reports the connection closed",
@@ -101,7 +105,7 @@ def async_lab(request: pytest.FixtureRequest, sqla_databases: _Databases) -> Ite
     driver = request.param
     _, module, admin_driver = DRIVERS[driver]
     pytest.importorskip(module)
-    if module == "aiomysql":
+    if module in MYSQL_MODULES:
         server = _mysql_server()
     else:
         if not os.environ.get(PG_ENV):
@@ -232,7 +236,7 @@ def test_holders_names_the_checked_out_connection(async_lab: AsyncLab) -> None:
 
 class _OtherAsyncDialect(PGDialect_asyncpg):
     """An async driver harden() does not know, registered through SQLAlchemy's public
-    dialect registry (none such is installed here: asyncmy, aiosqlite, ...)."""
+    dialect registry (none such is installed here: aiosqlite, ...)."""
 
     driver = "sw_other_async"
 
@@ -248,20 +252,20 @@ def test_an_unsupported_async_driver_is_refused_and_nothing_applied() -> None:
         harden(engine)
     message = str(raised.value)
     assert "postgresql+sw_other_async" in message
-    for supported in ("asyncpg", "psycopg", "aiomysql"):
+    for supported in ("asyncpg", "psycopg", "aiomysql", "asyncmy"):
         assert supported in message
     assert not event.contains(engine.sync_engine, "checkout", lambda *args: None)
     with pytest.raises(ConfigurationError, match="needs an engine given to harden"):
         holders(engine)
 
 
-@pytest.mark.parametrize(
-    ("option", "value"), [("timeouts", Timeouts(idle_session_seconds=5.0)), ("check_threads", True)]
-)
-def test_options_not_offered_for_async_engines_are_refused(option: str, value: Any) -> None:
+def test_check_threads_is_not_offered_for_async_engines() -> None:
     pytest.importorskip("asyncpg")
     engine = create_async_engine("postgresql+asyncpg://u@127.0.0.1:1/db")
-    with pytest.raises(ConfigurationError, match=option):
-        harden(engine, **{option: value})
+    with pytest.raises(ConfigurationError, match="check_threads"):
+        harden(engine, check_threads=True)
+    # Nothing half-applied: no listener on the pool or on the dialect's connect.
+    assert not engine.sync_engine.pool.dispatch.checkout
+    assert not engine.sync_engine.dialect.dispatch.do_connect
     with pytest.raises(ConfigurationError, match="needs an engine given to harden"):
         holders(engine)
