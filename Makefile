@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench compat matrix clean
+.PHONY: demo test lint typecheck bench compat matrix docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench compat
-	$(BIN)/ruff format --check src tests bench compat
+	$(BIN)/ruff check src tests bench compat examples docs/_hooks.py noxfile.py .ci
+	$(BIN)/ruff format --check src tests bench compat examples docs/_hooks.py noxfile.py .ci
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -51,6 +51,11 @@ MATRIX_PATH := $(shell ls -d $$HOME/.pyenv/versions/3.10*/bin $$HOME/.pyenv/vers
 matrix: $(STAMP)
 	PATH="$(MATRIX_PATH)$$PATH" $(BIN)/nox -s python-3.10 python-3.13 postgresql-16
 	$(BIN)/python .ci/matrix_table.py .ci/matrix
+
+# The docs site, into site/; a warning (a broken link or anchor) fails it.
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet --group docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -2,14 +2,17 @@
 
 ``make test`` runs everything once, on the default Python (3.11) against the
 system PostgreSQL 15, the embedded PostgreSQL 18 and MariaDB.  These sessions
-add what that leaves out, where it pays: the server adapters (``tests/servers``)
-and the client integrations (``tests/integrations``), whose behaviour depends on
-the Python and server versions; the pure core and the command line run once.
+add what that leaves out, where it pays, within CI's time budget:
 
-- ``python-3.10`` / ``python-3.13``: those tests on the oldest and newest Python
-  we claim, against PostgreSQL 15 and MariaDB;
-- ``postgresql-16``: the PostgreSQL tests on PostgreSQL 16.2, an embedded
-  server run from the ``pgserver`` wheel's binaries.
+- ``python-3.10`` / ``python-3.13``: the client integrations
+  (``tests/integrations``: drivers, SQLAlchemy, Django, pytest, asyncio), whose
+  behaviour depends on the Python version, on the oldest and newest Python we
+  claim, against PostgreSQL 15 and MariaDB;
+- ``postgresql-16``: the server adapters' tests (``tests/servers``: every
+  catalog query and ending) on PostgreSQL 16.2, an embedded server run from the
+  ``pgserver`` wheel's binaries.
+
+The pure core, the command line and the reaper run once, in ``make test``.
 
 Each writes ``.ci/matrix/<session>.xml``; ``.ci/matrix_table.py`` prints the
 table.  Run one with ``.venv/bin/nox -s python-3.10`` (``make matrix`` runs all).
@@ -30,7 +33,8 @@ nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
 REPORTS = ROOT / ".ci" / "matrix"
-SUBSET = ("tests/servers", "tests/integrations")
+CLIENT_TESTS = ("tests/integrations",)
+SERVER_TESTS = ("tests/servers",)
 PGSERVER = "pgserver==0.1.4"  # PostgreSQL 16.2
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sessionward-matrix"
 
@@ -45,21 +49,21 @@ def _pytest(session: nox.Session, name: str, *args: str, python: str = "python")
 
 @nox.session(name="python", python=["3.10", "3.13"])
 def other_python(session: nox.Session) -> None:
-    """The server and client tests on another Python, against PostgreSQL 15 and MariaDB."""
+    """The client integrations' tests on another Python, against PostgreSQL 15 and MariaDB."""
     session.install("--quiet", "--upgrade", "pip>=25.1")
     session.install("--quiet", "-e", ".[all,mysqlclient]", "--group", "dev")
     session.env["SESSIONWARD_TEST_PG_EMBEDDED"] = "0"  # PostgreSQL 18 runs in `make test`
-    _pytest(session, f"python-{session.python}", *SUBSET)
+    _pytest(session, f"python-{session.python}", *CLIENT_TESTS)
 
 
 @nox.session(name="postgresql-16", python=False)
 def postgresql_16(session: nox.Session) -> None:
-    """The PostgreSQL tests on PostgreSQL 16, with the default Python's environment."""
+    """The server adapters' PostgreSQL tests on PostgreSQL 16, with the default Python."""
     bin_dir = _pgserver_binaries(session)
     session.env.pop("SESSIONWARD_TEST_PG_DSN", None)
     session.env["SESSIONWARD_TEST_PG_EMBEDDED"] = "1"
     session.env["SESSIONWARD_EMBEDDED_PG_BIN_DIR"] = str(bin_dir)
-    _pytest(session, "postgresql-16", *SUBSET, "-k", "not mysql", python=sys.executable)
+    _pytest(session, "postgresql-16", *SERVER_TESTS, "-k", "not mysql", python=sys.executable)
 
 
 def _pgserver_binaries(session: nox.Session) -> Path:

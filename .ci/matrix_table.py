@@ -13,9 +13,9 @@ from pathlib import Path
 #: What each job ran against, by report name.
 JOBS = {
     "main": ("3.11", "PostgreSQL 15 (system), 18 (embedded); MariaDB 10.11", "whole suite"),
-    "python-3.10": ("3.10", "PostgreSQL 15; MariaDB 10.11", "servers + integrations"),
-    "python-3.13": ("3.13", "PostgreSQL 15; MariaDB 10.11", "servers + integrations"),
-    "postgresql-16": ("3.11", "PostgreSQL 16.2 (pgserver wheel)", "servers + integrations"),
+    "python-3.10": ("3.10", "PostgreSQL 15; MariaDB 10.11", "client integrations"),
+    "python-3.13": ("3.13", "PostgreSQL 15; MariaDB 10.11", "client integrations"),
+    "postgresql-16": ("3.11", "PostgreSQL 16.2 (pgserver wheel)", "server adapters"),
 }
 
 

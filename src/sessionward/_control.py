@@ -25,6 +25,7 @@ from .core import (
     Snapshot,
     Target,
     WaitNode,
+    checked_platform,
     lock_forest,
     parse_target,
     plan,
@@ -328,11 +329,20 @@ def _in_use(name: str, sessions: Collection[Session]) -> DatabaseInUse:
     )
 
 
-def connect(url: str | Target, *, statement_timeout_seconds: float = 5.0) -> SessionControl:
+def connect(
+    url: str | Target, *, statement_timeout_seconds: float = 5.0, platform: str = "auto"
+) -> SessionControl:
     """Connect to the server at ``url`` (``postgresql://…``, ``mysql://…``, ``mariadb://…``).
 
     A URL that could be read two ways (a raw '@', '/' or '?' in the password)
     is refused with ``ConfigurationError`` before anything is looked up.
+    ``platform``: ``auto`` (the default) finds out whether the server is a
+    managed one whose own procedures end sessions (RDS/Aurora ``mysql.rds_kill``,
+    Azure ``mysql.az_kill``); ``rds``, ``aurora``, ``azure``, ``cloudsql`` or
+    ``self-managed`` say so.  Platform logins (``rdsadmin`` …) are never ended.
     """
+    platform = checked_platform(platform)
     target = url if isinstance(url, Target) else parse_target(url)
-    return SessionControl(open_backend(target, statement_timeout_seconds=statement_timeout_seconds))
+    return SessionControl(
+        open_backend(target, statement_timeout_seconds=statement_timeout_seconds, platform=platform)
+    )

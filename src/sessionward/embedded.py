@@ -3,6 +3,8 @@
 Used by ``sessionward demo``, the test suite and the benchmarks: no system
 server needed.  The server listens on 127.0.0.1 on a free port, trusts local
 logins as ``postgres``, and is removed with its data directory on ``stop()``.
+``EmbeddedPostgres(standby_of=primary)`` makes a streaming replica of another
+embedded server instead of a fresh cluster (the failover tests use it).
 """
 
 from __future__ import annotations
@@ -34,8 +36,13 @@ class EmbeddedPostgres:
         max_connections: int = 200,
         settings: dict[str, str] | None = None,
         base_dir: str | os.PathLike[str] | None = None,
+        standby_of: EmbeddedPostgres | None = None,
     ) -> None:
+        """``standby_of``: a started server to copy with ``pg_basebackup -R`` instead of
+        running ``initdb``, so this one starts as its streaming replica (``settings``
+        are still applied over the copied configuration)."""
         self._max_connections = max_connections
+        self._standby_of = standby_of
         self._settings = dict(settings or {})
         self._base_dir = Path(base_dir) if base_dir else None
         self._root: Path | None = None
@@ -62,6 +69,8 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Create a data directory, start the server, return its URL."""
+        if self._standby_of is not None and self._standby_of.port is None:
+            raise SessionwardError("the embedded server to replicate is not started")
         bin_dir = _bin_dir()
         run_as = _service_user()
         self._root = Path(tempfile.mkdtemp(prefix="sessionward-pg-", dir=self._base_dir))
@@ -83,12 +92,21 @@ class EmbeddedPostgres:
             **self._settings,
         }
         try:
-            self._run(
-                bin_dir / "initdb",
-                "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--no-sync", "--no-instructions",
-                run_as=run_as,
-            )  # fmt: skip
+            if self._standby_of is None:
+                self._run(
+                    bin_dir / "initdb",
+                    "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+                    "--encoding=UTF8", "--no-sync", "--no-instructions",
+                    run_as=run_as,
+                )  # fmt: skip
+            else:
+                self._run(
+                    bin_dir / "pg_basebackup",
+                    "-D", str(self.data_dir), "-h", "127.0.0.1",
+                    "-p", str(self._standby_of.port), "-U", "postgres",
+                    "-R", "-X", "stream", "-c", "fast", "--no-sync",
+                    run_as=run_as,
+                )  # fmt: skip
             with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
                 for name, value in options.items():
                     conf.write(f"{name} = '{value}'\n")

@@ -25,7 +25,13 @@
         ├── IdleSessionTimeout          idle_session_timeout (57P05), MySQL wait_timeout (4031)
         ├── TransactionTimeout          transaction_timeout (25P04)
         ├── ServerShuttingDown          57P02, 57P03, a login while starting or stopping
-        └── ConnectionLost              no reason from the server: class 08, 2006, 2013, 2055
+        ├── ConnectionLost              no reason from the server: class 08, 2006, 2013, 2055
+        └── PoolerEnded                 PgBouncer closed the client (08P01 and its reason)
+            ├── PoolerWaitTimeout       query_wait_timeout
+            ├── PoolerIdleTimeout       client_idle_timeout, idle_transaction_timeout
+            ├── PoolerServerLost        server conn crashed?
+            ├── PoolerKilled            KILL, KILL_CLIENT from the admin console
+            └── PoolerRefused           unsupported startup parameter, server_login_retry, …
 
 ``classify(error)`` names the class for a raw psycopg 3, psycopg2 or PyMySQL
 error, or for one wrapped by SQLAlchemy or Django, without importing any
@@ -64,6 +70,12 @@ from .core import (
     IdleSessionTimeout,
     LockTimeout,
     PermissionDenied,
+    PoolerEnded,
+    PoolerIdleTimeout,
+    PoolerKilled,
+    PoolerRefused,
+    PoolerServerLost,
+    PoolerWaitTimeout,
     QueryCanceled,
     SerializationFailure,
     ServerShuttingDown,
@@ -92,6 +104,12 @@ __all__ = [
     "IdleSessionTimeout",
     "LockTimeout",
     "PermissionDenied",
+    "PoolerEnded",
+    "PoolerIdleTimeout",
+    "PoolerKilled",
+    "PoolerRefused",
+    "PoolerServerLost",
+    "PoolerWaitTimeout",
     "QueryCanceled",
     "SerializationFailure",
     "ServerShuttingDown",

@@ -1,7 +1,8 @@
-"""The README's exit status table is what the command does: each row is run for real.
+"""The documented exit status table is what the command does: each row is run for real.
 
-The table is read from README.md, so the two cannot drift: a row without a case here, or
-a case whose status has no row, fails; so does a row's example that exits otherwise.
+The table is read from docs/reference/exit-status.md, so the two cannot drift: a row
+without a case here, or a case whose status has no row, fails; so does a row's example
+that exits otherwise.
 """
 
 from __future__ import annotations
@@ -21,22 +22,22 @@ import pytest
 from tests.cli.conftest import CliResult, run_script
 from tests.fix_servers import Server
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+TABLE_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "exit-status.md"
 BIN = Path(sys.executable).parent
 ROW = re.compile(r"^\| `(\d+)` \| (.+?) \| (?:`(.+)`)? ?\|$")
 
 
 def exit_status_table() -> dict[int, str | None]:
     """Status → the example command of its row (None when the row has none)."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("\n### Exit status\n", 1)[1].split("\n#", 1)[0]
+    text = TABLE_PAGE.read_text(encoding="utf-8")
+    section = text.split("\n## Exit status\n", 1)[1].split("\n#", 1)[0]
     rows: dict[int, str | None] = {}
     for line in section.splitlines():
         match = ROW.match(line)
         if match:
             example = match.group(3)
             rows[int(match.group(1))] = example.replace("\\|", "|") if example else None
-    assert rows, "no exit status table under '### Exit status' in README.md"
+    assert rows, f"no exit status table under '## Exit status' in {TABLE_PAGE}"
     return rows
 
 

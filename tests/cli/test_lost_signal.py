@@ -12,15 +12,15 @@ import signal
 
 import pytest
 
-from sessionward.interfaces.cli._process import internal_error
-from sessionward.interfaces.cli._signals import (
+from sessionward.interfaces.reaper._stopping import Stopped, StopSwitch
+from sessionward.interfaces.shell._process import internal_error
+from sessionward.interfaces.shell._signals import (
     Terminated,
     received_signal,
     release_signals,
     stoppable,
     take_signals,
 )
-from sessionward.interfaces.reaper._stopping import Stopped, StopSwitch
 
 
 @pytest.fixture

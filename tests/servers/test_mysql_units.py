@@ -24,8 +24,10 @@ from sessionward.servers.mysql import MySQLBackend
 from sessionward.servers.mysql._errors import connect_error, translate
 from sessionward.servers.mysql._queries import (
     GET_SERVER,
+    LIST_PLATFORM_PROCEDURES,
     MIN_MARIADB,
     MIN_MYSQL,
+    PLATFORM_KILLS,
     dialect_for,
     load,
     parse_version,
@@ -80,6 +82,8 @@ def test_oldest_supported_versions_are_the_ladder_floor():
 
 def test_every_sql_file_is_used():
     used = set().union(*(dialect_for(e, v).names() for e, v in SUPPORTED))
+    used |= {name for kills in PLATFORM_KILLS.values() for name in kills[:2]}
+    used.add(LIST_PLATFORM_PROCEDURES)
     assert used == query_names()
     assert GET_SERVER in used
 

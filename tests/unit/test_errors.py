@@ -17,6 +17,12 @@ from sessionward.core import (
     IdleSessionTimeout,
     LockTimeout,
     PermissionDenied,
+    PoolerEnded,
+    PoolerIdleTimeout,
+    PoolerKilled,
+    PoolerRefused,
+    PoolerServerLost,
+    PoolerWaitTimeout,
     QueryCanceled,
     SerializationFailure,
     ServerShuttingDown,
@@ -55,6 +61,12 @@ ERRORS = [
     TransactionTimeout,
     ServerShuttingDown,
     ConnectionLost,
+    PoolerEnded,
+    PoolerIdleTimeout,
+    PoolerKilled,
+    PoolerRefused,
+    PoolerServerLost,
+    PoolerWaitTimeout,
 ]
 #: Needed to build them, beyond the message.
 REQUIRED = {UnsupportedSetting: {"setting": "transaction_timeout"}}

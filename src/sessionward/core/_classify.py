@@ -2,8 +2,8 @@
 
 No driver is imported: the code is read from what each driver puts on its
 errors — ``sqlstate`` (psycopg 3, async too, and asyncpg), ``pgcode``
-(psycopg2), ``args[0]`` (PyMySQL, mysqlclient and aiomysql, which raises
-PyMySQL's classes) — after unwrapping SQLAlchemy (``.orig``, then the
+(psycopg2), ``args[0]`` (PyMySQL, mysqlclient, aiomysql, which raises
+PyMySQL's classes, and asyncmy) — after unwrapping SQLAlchemy (``.orig``, then the
 ``__cause__`` of its asyncio adapters' errors) and Django (``__cause__``)
 wrappers.
 
@@ -32,6 +32,10 @@ Message text is read only where the driver gives no code, and only in English:
   ``sessionward.sqlalchemy.classify_errors`` copies the line onto the error.
 - libpq keeps the SQLSTATE of a refused login to itself: a server that is
   starting up or shutting down is recognised by its text.
+- PgBouncer reports every ending of its own as ``08P01`` with its reason as
+  the whole message (``query_wait_timeout``, ``server conn crashed?`` …), in
+  English always (it has no translations): the reason picks the ``Pooler*``
+  class.  An ``08P01`` with another text stays ``ConnectionLost``.
 
 An unrecognised text falls back to the safe, generic class.
 """
@@ -48,6 +52,12 @@ from ._errors import (
     IdleInTransactionTimeout,
     IdleSessionTimeout,
     LockTimeout,
+    PoolerEnded,
+    PoolerIdleTimeout,
+    PoolerKilled,
+    PoolerRefused,
+    PoolerServerLost,
+    PoolerWaitTimeout,
     QueryCanceled,
     SerializationFailure,
     ServerShuttingDown,
@@ -110,8 +120,25 @@ _LIBPQ_LOGIN_TEXTS: tuple[tuple[str, Ending], ...] = (
     ("the database system is in recovery mode", ServerShuttingDown),
 )
 
+#: PgBouncer's reasons (``08P01``, or no code at login), as it words them.
+POOLER_PROTOCOL_VIOLATION = "08P01"
+_POOLER_TEXTS: tuple[tuple[str, Ending], ...] = (
+    ("query_wait_timeout", PoolerWaitTimeout),
+    ("client_idle_timeout", PoolerIdleTimeout),
+    ("idle transaction timeout", PoolerIdleTimeout),
+    ("server conn crashed?", PoolerServerLost),
+    ("database removed", PoolerKilled),
+    ("admin forced disconnect", PoolerKilled),
+    ("unsupported startup parameter", PoolerRefused),
+    ("server login has been failing", PoolerRefused),
+    ("pgbouncer cannot connect to server", PoolerRefused),
+    ("no more connections allowed", PoolerRefused),
+    ("client_login_timeout", PoolerRefused),
+    ("query_timeout", PoolerEnded),
+)
+
 _LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2"})
-_MYSQL_DRIVERS = frozenset({"pymysql", "MySQLdb"})
+_MYSQL_DRIVERS = frozenset({"pymysql", "MySQLdb", "asyncmy"})
 #: asyncpg's own text (never the server's, never translated) for a closed connection.
 _ASYNCPG_CLOSED_TEXT = "connection is closed"
 #: Drivers that raise InterfaceError for a connection that is already closed.
@@ -278,6 +305,8 @@ def _errno(error: BaseException) -> int | None:
 def _pg_by_code(error: BaseException, sqlstate: str) -> Ending | None:
     if sqlstate == "57014":
         return _cancel_kind(error)
+    if sqlstate == POOLER_PROTOCOL_VIOLATION:
+        return _pooler_kind(error) or ConnectionLost
     if sqlstate.startswith(PG_CONNECTION_EXCEPTION_CLASS):
         return ConnectionLost
     return PG_CODES.get(sqlstate)
@@ -294,6 +323,13 @@ def _cancel_kind(error: BaseException) -> Ending:
     return StatementInterrupted
 
 
+def _pooler_kind(error: BaseException) -> Ending | None:
+    """PgBouncer's reason for an ``08P01``, or ``None`` when the text is none of them."""
+    primary = getattr(getattr(error, "diag", None), "message_primary", None)
+    text = primary if isinstance(primary, str) else str(error)
+    return _match([text], _POOLER_TEXTS)[0]
+
+
 def _libpq_without_code(
     error: BaseException, driver: str, notes: list[str]
 ) -> tuple[Ending | None, str | None]:
@@ -304,8 +340,8 @@ def _libpq_without_code(
         return None, None
     texts = [str(error), _psycopg2_server_message(error), *notes]
     if _during_login(error):
-        return _match(texts, _LIBPQ_LOGIN_TEXTS)
-    ending, phrase = _match(texts, _LIBPQ_SESSION_TEXTS + _LIBPQ_LOGIN_TEXTS)
+        return _match(texts, _LIBPQ_LOGIN_TEXTS + _POOLER_TEXTS)
+    ending, phrase = _match(texts, _LIBPQ_SESSION_TEXTS + _LIBPQ_LOGIN_TEXTS + _POOLER_TEXTS)
     return ending or ConnectionLost, phrase
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ._filter import SessionFilter
-from ._session import ACTIVE, CLIENT, REPLICATION, Session, Snapshot
+from ._session import ACTIVE, CLIENT, PLATFORM, REPLICATION, Session, Snapshot
 
 
 class Action(str, enum.Enum):
@@ -72,6 +72,10 @@ def refusal(pid: int, snapshot: Snapshot, action: Action, safety: Safety) -> End
     if session.backend_kind == REPLICATION and not safety.include_replication:
         return EndResult(
             pid, Outcome.PROTECTED, "replication sender; add --include-replication", session
+        )
+    if session.backend_kind == PLATFORM:
+        return EndResult(
+            pid, Outcome.PROTECTED, f"the managed platform's own login ({session.user})", session
         )
     if session.backend_kind not in (CLIENT, REPLICATION):
         return EndResult(

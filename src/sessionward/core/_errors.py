@@ -26,8 +26,15 @@
         ├── IdleSessionTimeout
         ├── TransactionTimeout
         ├── ServerShuttingDown      crash restart, starting up, shutting down
-        └── ConnectionLost          no reason from the server: network, KILL and restart on
-                                    MariaDB/MySQL (2006, 2013), a connection already closed
+        ├── ConnectionLost          no reason from the server: network, KILL and restart on
+        │                           MariaDB/MySQL (2006, 2013), a connection already closed
+        └── PoolerEnded             the pooler (PgBouncer), not the server, closed it (08P01)
+            ├── PoolerWaitTimeout   query_wait_timeout: no server connection came free
+            ├── PoolerIdleTimeout   client_idle_timeout, idle_transaction_timeout
+            ├── PoolerServerLost    server conn crashed?: the server link under it broke
+            ├── PoolerKilled        the admin console: KILL, KILL_CLIENT
+            └── PoolerRefused       at login: unsupported startup parameter, server_login_retry,
+                                    max_client_conn
 
 The ending classes (``StatementInterrupted``, ``SessionEnded`` and below) carry
 two facts on the class, so ``classify()`` can answer without an instance:
@@ -220,6 +227,53 @@ class ConnectionLost(SessionEnded):
     """
 
     transaction_retry_safe = False
+
+
+class PoolerEnded(SessionEnded):
+    """A connection pooler closed the client's connection; the server did not end it.
+
+    PgBouncer sends its reason as the text of a FATAL ``08P01`` (never
+    translated); an unknown reason gives this class.  A session the *server*
+    ended is reported through the pooler with the server's own code
+    (``SessionTerminated`` …).  Not retry-safe by default: a statement in
+    flight may have committed on the server.
+    """
+
+    transaction_retry_safe = False
+
+
+class PoolerWaitTimeout(PoolerEnded):
+    """No server connection came free within PgBouncer's ``query_wait_timeout``.
+
+    Nothing of the statement reached the server.
+    """
+
+    transaction_retry_safe = True
+
+
+class PoolerIdleTimeout(PoolerEnded):
+    """The client sat idle past PgBouncer's ``client_idle_timeout`` (or, inside a
+    transaction, ``idle_transaction_timeout``); the server rolled back."""
+
+    transaction_retry_safe = True
+
+
+class PoolerServerLost(PoolerEnded):
+    """The server connection under the client broke (PgBouncer: "server conn crashed?")."""
+
+
+class PoolerKilled(PoolerEnded):
+    """Someone ended the client from PgBouncer's admin console (``KILL``, ``KILL_CLIENT``)."""
+
+    transaction_retry_safe = True
+
+
+class PoolerRefused(PoolerEnded):
+    """PgBouncer refused the client before anything ran: an unsupported startup
+    parameter (``options``), failing server logins (``server_login_retry``),
+    ``max_client_conn`` reached."""
+
+    transaction_retry_safe = True
 
 
 def _rebuild(cls: type[Exception], args: tuple[Any, ...], attributes: dict[str, Any]) -> Exception:

@@ -65,6 +65,12 @@ class Match:
     blocking_at_least: int | None = None
     #: PostgreSQL: the session holds the xmin horizon back by more transactions than this.
     xmin_age_over: int | None = None
+    #: Globs on the origin the client named (``origin.service`` …); a session
+    #: without that part never matches them.
+    origin_services: tuple[str, ...] = ()
+    origin_hosts: tuple[str, ...] = ()
+    origin_holders: tuple[str, ...] = ()
+    origin_codes: tuple[str, ...] = ()
 
     def thresholds(self) -> dict[str, float]:
         """The time thresholds set, by field name."""
@@ -95,6 +101,9 @@ class Match:
             failed.append("state")
         if not _any_glob(self.backend_types, session.backend_type):
             failed.append("backend_type")
+        for label, patterns, value in self._origin_fields(session):
+            if not _any_glob(patterns, value):
+                failed.append(label)
         if self.query is not None and not (session.query and self.query.search(session.query)):
             failed.append("query")
         if self.blocking_at_least is not None and (
@@ -106,6 +115,19 @@ class Match:
         ):
             failed.append("xmin_age_over")
         return failed
+
+    def _origin_fields(self, session: Session) -> list[tuple[str, tuple[str, ...], str | None]]:
+        origin = session.origin
+        return [
+            (f"origin.{part}", patterns, getattr(origin, part) if origin is not None else None)
+            for part, patterns in (
+                ("service", self.origin_services),
+                ("host", self.origin_hosts),
+                ("holder", self.origin_holders),
+                ("code", self.origin_codes),
+            )
+            if patterns
+        ]
 
     def ages(self, session: Session) -> dict[str, float | None]:
         """The session's age for each threshold set (``None``: does not apply)."""
@@ -162,6 +184,8 @@ class Match:
                 parts.append(f"{label} {value}")
         if self.clients:
             parts.append(f"client {session.client}")
+        for label, _, value in self._origin_fields(session):
+            parts.append(f"{label} {value}")
         if self.query is not None:
             parts.append(f"query ~ /{self.query.pattern}/")
         ages = self.ages(session)

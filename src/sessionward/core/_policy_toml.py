@@ -47,7 +47,14 @@ _DURATION_FIELDS = {
     "wait_over": "wait_over_seconds",
 }
 _COUNT_FIELDS = ("blocking_at_least", "xmin_age_over")
-MATCH_KEYS = (*_LIST_FIELDS, "query", *_DURATION_FIELDS, *_COUNT_FIELDS)
+#: ``origin.service = "billing"``: globs on the origin a client named.
+_ORIGIN_FIELDS = {
+    "service": "origin_services",
+    "host": "origin_hosts",
+    "holder": "origin_holders",
+    "code": "origin_codes",
+}
+MATCH_KEYS = (*_LIST_FIELDS, "query", *_DURATION_FIELDS, *_COUNT_FIELDS, "origin")
 RULE_KEYS = (
     "name", "action", "match", "exclude", "victims", "limits", "grace", "include_superusers",
 )  # fmt: skip
@@ -74,9 +81,12 @@ def parse_policy(text: str) -> Policy:
         raise ConfigurationError(f"policy is not valid TOML: {error}") from None
     except RecursionError:
         raise ConfigurationError("policy is not valid TOML: nested too deeply") from None
-    except ValueError as error:  # an integer of more digits than Python converts
-        reason = str(error).partition(";")[0]  # not Python's advice on raising the limit
-        raise ConfigurationError(f"policy is not valid TOML: {reason}") from None
+    except ValueError:  # an integer of more digits than Python converts
+        # Our words, not Python's (they differ between versions and advise raising the limit).
+        limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+        raise ConfigurationError(
+            f"policy is not valid TOML: a number of more than {limit} digits"
+        ) from None
     lines = _key_lines(text)
     return _Reader(lines).policy(data)
 
@@ -175,11 +185,14 @@ class _Reader:
     def match(self, raw: Any, where: str, label: str) -> Match:
         if not isinstance(raw, dict):
             raise self.fail(where, f"{label} must be a table")
+        raw = _nest_origin(raw)
         self.unknown(raw, MATCH_KEYS, where, label)
         values: dict[str, Any] = {}
         for key, value in raw.items():
             at = f"{where}.{key}"
-            if key in _LIST_FIELDS:
+            if key == "origin":
+                values.update(self.origin(value, at, label))
+            elif key in _LIST_FIELDS:
                 items = self.strings(value, at, f"{label}: {key}")
                 convert: Callable[[str], Any] = {
                     "client": parse_client,
@@ -201,6 +214,22 @@ class _Reader:
                     maximum=_COUNT_MAXIMUM[key],
                 )
         return Match(**values)
+
+    def origin(self, raw: Any, where: str, label: str) -> dict[str, tuple[str, ...]]:
+        if not isinstance(raw, dict):
+            raise self.fail(where, f'{label}: origin must be a table, as in origin.code = "a/*"')
+        for part in raw:
+            if part not in _ORIGIN_FIELDS:
+                known = ", ".join(f"origin.{k}" for k in _ORIGIN_FIELDS)
+                raise self.fail(
+                    f"{where}.{part}", f"{label}: unknown key {f'origin.{part}'!r}; known: {known}"
+                )
+        return {
+            _ORIGIN_FIELDS[part]: tuple(
+                self.strings(value, f"{where}.{part}", f"{label}: origin.{part}")
+            )
+            for part, value in raw.items()
+        }
 
     def protect(self, raw: Any) -> Protect:
         if not isinstance(raw, dict):
@@ -286,6 +315,20 @@ class _Reader:
             return convert(value)
         except ConfigurationError as error:
             raise self.fail(where, f"{label}: {error}") from None
+
+
+def _nest_origin(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read a quoted ``"origin.code" = …`` key as the dotted ``origin.code = …``."""
+    flat = {k: v for k, v in raw.items() if isinstance(k, str) and k.startswith("origin.")}
+    if not flat:
+        return raw
+    nested = {k: v for k, v in raw.items() if k not in flat}
+    origin = nested.get("origin")
+    merged = dict(origin) if isinstance(origin, dict) else {}
+    for key, value in flat.items():
+        merged[key.removeprefix("origin.")] = value
+    nested["origin"] = merged if isinstance(origin, dict) or origin is None else origin
+    return nested
 
 
 def _policy_regex(pattern: str) -> re.Pattern[str]:

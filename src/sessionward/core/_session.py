@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._origin import Origin
+
 Engine = Literal["postgresql", "mariadb", "mysql"]
 
 #: Session states, shared by every engine.  PostgreSQL reports them as they are;
@@ -26,10 +28,12 @@ IDLE_STATES = frozenset({IDLE, IDLE_IN_TRANSACTION, IDLE_IN_TRANSACTION_ABORTED}
 
 #: Backend kinds: ``client`` is an ordinary application session,
 #: ``replication`` a WAL sender or binlog dump thread (ended only when asked
-#: for), ``background`` a server process (never ended).
+#: for), ``background`` a server process (never ended), ``platform`` a session
+#: of a managed platform's own logins (``rdsadmin`` …; never ended).
 CLIENT = "client"
 REPLICATION = "replication"
 BACKGROUND = "background"
+PLATFORM = "platform"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,10 @@ class Session:
     #: one session even after the pid is reused; ``None`` where ids are never
     #: reused (MariaDB/MySQL) or the server hides it.
     started_at: str | None = None
+    #: Who holds the session, as its client said (``application_name``, a
+    #: sqlcommenter comment in the statement text): untrusted, never a reason
+    #: to spare or end a session by itself.
+    origin: Origin | None = None
 
     @property
     def is_client(self) -> bool:

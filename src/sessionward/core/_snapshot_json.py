@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._origin import Origin
 from ._session import ServerInfo, Session, Snapshot
 
 SCHEMA_ID = "sessionward.snapshot/1"
@@ -43,6 +44,7 @@ def snapshot_to_dict(
         row = {name: getattr(session, name) for name in _SESSION_FIELDS}
         row["blocked_by"] = list(session.blocked_by)
         row["blocking"] = list(snapshot.blocking(session.pid))
+        row["origin"] = session.origin.as_dict() if session.origin is not None else None
         rows.append(row)
     return {
         "schema": SCHEMA_ID,
@@ -94,7 +96,18 @@ def _missing_problem(data: dict[str, Any]) -> str | None:
 def _session_from_row(row: dict[str, Any]) -> Session:
     values: dict[str, Any] = {name: row[name] for name in _SESSION_FIELDS if name in row}
     values["blocked_by"] = tuple(values.get("blocked_by", ()))
+    origin = values.get("origin")
+    values["origin"] = _origin_from_dict(origin) if isinstance(origin, dict) else None
     return Session(**values)
+
+
+def _origin_from_dict(data: dict[str, Any]) -> Origin:
+    extra = data.get("extra")
+    if not isinstance(extra, dict):
+        extra = {}
+    # Later versions may add keys; a value that is not text is not ours to show.
+    clean = {k: v for k, v in extra.items() if isinstance(v, str)}
+    return Origin.from_dict({**data, "extra": clean})
 
 
 def dump_snapshot(snapshot: Snapshot) -> str:

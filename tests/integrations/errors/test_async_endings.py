@@ -30,6 +30,7 @@ from tests.fix_servers import Server, unique
 
 SLEEP_SECONDS = 30
 LAYERS = ("raw", "sqlalchemy")
+MYSQL_DRIVERS = ("aiomysql", "asyncmy")
 
 
 @dataclass
@@ -54,8 +55,11 @@ async def _open(driver: str, layer: str, url: str, name: str) -> AsyncSession:
 
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name=name)
         return AsyncSession(conn.info.backend_pid, conn.execute, conn.close)
-    import aiomysql
     from sqlalchemy.engine import make_url
+
+    if driver == "asyncmy":
+        return await _open_asyncmy(make_url(url))
+    import aiomysql
 
     parts = make_url(url)
     my = await aiomysql.connect(
@@ -78,18 +82,41 @@ async def _open(driver: str, layer: str, url: str, name: str) -> AsyncSession:
     return AsyncSession(my.thread_id(), run_mysql, close_mysql)
 
 
+async def _open_asyncmy(parts: Any) -> AsyncSession:
+    import asyncmy
+
+    my = await asyncmy.connect(
+        host=parts.host,
+        port=parts.port or 3306,
+        user=parts.username,
+        password=parts.password or "",
+        database=parts.database,
+        autocommit=True,
+    )
+
+    async def run_mysql(sql: str) -> Any:
+        async with my.cursor() as cursor:
+            await cursor.execute(sql)
+            return await cursor.fetchall()
+
+    async def close_mysql() -> None:
+        my.close()
+
+    return AsyncSession(my.thread_id(), run_mysql, close_mysql)
+
+
 async def _open_sqlalchemy(driver: str, url: str, name: str) -> AsyncSession:
     pytest.importorskip("greenlet", reason="SQLAlchemy's AsyncEngine needs greenlet")
     from sqlalchemy.engine import make_url
     from sqlalchemy.ext.asyncio import create_async_engine
 
     parts = make_url(url)
-    dialect = "mysql+aiomysql" if driver == "aiomysql" else f"postgresql+{driver}"
+    dialect = f"mysql+{driver}" if driver in MYSQL_DRIVERS else f"postgresql+{driver}"
     # Only psycopg takes libpq's application_name in the URL.
     query = {"application_name": name} if driver == "psycopg" else {}
     engine = create_async_engine(parts.set(drivername=dialect).update_query_dict(query))
     conn = await engine.connect()
-    pid_sql = "SELECT CONNECTION_ID()" if driver == "aiomysql" else "SELECT pg_backend_pid()"
+    pid_sql = "SELECT CONNECTION_ID()" if driver in MYSQL_DRIVERS else "SELECT pg_backend_pid()"
     pid = (await conn.exec_driver_sql(pid_sql)).scalar_one()
     await conn.commit()
 
@@ -303,9 +330,10 @@ def test_pg_statement_timeout(pg_server: Server, driver: str, layer: str) -> Non
 
 
 @pytest.mark.parametrize("layer", LAYERS)
-def test_mariadb_kill_query(mysql_server: Server, layer: str) -> None:
-    _need("aiomysql")
-    seen = asyncio.run(_during_a_statement(mysql_server, "aiomysql", layer, whole_session=False))
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+def test_mariadb_kill_query(mysql_server: Server, driver: str, layer: str) -> None:
+    _need(driver)
+    seen = asyncio.run(_during_a_statement(mysql_server, driver, layer, whole_session=False))
     assert (seen.classified, seen.translated, seen.code) == (
         QueryCanceled,
         QueryCanceled,
@@ -314,9 +342,10 @@ def test_mariadb_kill_query(mysql_server: Server, layer: str) -> None:
 
 
 @pytest.mark.parametrize("layer", LAYERS)
-def test_mariadb_kill_during_a_statement(mysql_server: Server, layer: str) -> None:
-    _need("aiomysql")
-    seen = asyncio.run(_during_a_statement(mysql_server, "aiomysql", layer, whole_session=True))
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+def test_mariadb_kill_during_a_statement(mysql_server: Server, driver: str, layer: str) -> None:
+    _need(driver)
+    seen = asyncio.run(_during_a_statement(mysql_server, driver, layer, whole_session=True))
     # MariaDB just closes the socket on KILL: the client reports 2013 with no reason.
     assert (seen.classified, seen.translated, seen.code) == (
         ConnectionLost,
@@ -326,20 +355,23 @@ def test_mariadb_kill_during_a_statement(mysql_server: Server, layer: str) -> No
 
 
 @pytest.mark.parametrize("layer", LAYERS)
-def test_mariadb_kill_while_idle(mysql_server: Server, layer: str) -> None:
-    _need("aiomysql")
-    seen = asyncio.run(_while_idle(mysql_server, "aiomysql", layer))
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+def test_mariadb_kill_while_idle(mysql_server: Server, driver: str, layer: str) -> None:
+    _need(driver)
+    seen = asyncio.run(_while_idle(mysql_server, driver, layer))
+    # aiomysql reads the server's close as 2013, asyncmy as 2006 ("gone away").
     assert (seen.classified, seen.translated, seen.code) == (
         ConnectionLost,
         ConnectionLost,
-        "2013",
+        "2013" if driver == "aiomysql" else "2006",
     ), seen.raised
 
 
 @pytest.mark.parametrize("layer", LAYERS)
-def test_mariadb_statement_timeout(mysql_server: Server, layer: str) -> None:
-    _need("aiomysql")
-    seen = asyncio.run(_statement_timeout(mysql_server, "aiomysql", layer))
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+def test_mariadb_statement_timeout(mysql_server: Server, driver: str, layer: str) -> None:
+    _need(driver)
+    seen = asyncio.run(_statement_timeout(mysql_server, driver, layer))
     assert (seen.classified, seen.translated, seen.code) == (
         StatementTimeout,
         StatementTimeout,

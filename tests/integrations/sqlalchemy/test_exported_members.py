@@ -12,6 +12,7 @@ SQLALCHEMY_ALL = [
     "PoolTimeout",
     "QueuePool",
     "apply_timeouts",
+    "apply_transaction_timeouts",
     "classify_errors",
     "harden",
     "holders",

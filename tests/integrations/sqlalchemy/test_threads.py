@@ -44,9 +44,12 @@ def test_one_thread_after_another_is_fine(lab: Lab) -> None:
 def _running(lab: Lab, sql: str) -> bool:
     if lab.engine_kind == "postgresql":
         query = (
-            "SELECT 1 FROM pg_stat_activity WHERE query = %s AND state = 'active' "
+            "SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND state = 'active' "
             "AND datname = current_database()"
         )
     else:
-        query = "SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO = %s AND DB = DATABASE()"
-    return bool(lab.sql(query, (sql,)))
+        query = (
+            "SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND DB = DATABASE()"
+        )
+    # The statement as sent, with the origin comment harden() appends to it.
+    return bool(lab.sql(query, (sql + "%",)))

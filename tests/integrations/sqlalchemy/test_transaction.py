@@ -168,3 +168,29 @@ def _kill_at_first_commit(lab: Lab, engine: Any) -> None:
         if not done:
             done.append(1)
             lab.terminate(lab.pid_of(connection))
+
+
+def test_the_decorator_reruns_when_the_server_refused_the_connect(lab: Lab) -> None:
+    """An ``Engine`` bind connects inside the attempt: a refused login (the server
+    restarting, a failover under way) is rerun like an ended session."""
+    engine = lab.engine()
+    refused = []
+
+    @event.listens_for(engine, "do_connect")
+    def first_to_a_closed_port(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
+        if not refused:
+            refused.append(1)
+            cparams["port"] = 1  # nothing listens there: the driver's own refusal
+
+    key = next(_keys)
+    attempts = []
+
+    @transaction(engine, backoff=FAST)
+    def unit(connection: Any, key: int) -> None:
+        attempts.append(1)
+        _insert(connection, key)
+
+    unit(key)
+    assert refused == [1]
+    assert len(attempts) == 1  # the body ran once, after the refused connect
+    assert _count(lab, key) == 1

@@ -3,7 +3,9 @@
 ``sessionward.django.db.backends.postgresql`` and ``.mysql`` subclass
 Django's wrapper with ``SessionwardWrapperMixin`` in front.  Only Django's
 documented backend hooks are overridden: ``get_connection_params``,
-``is_usable`` and ``close_if_health_check_failed``.
+``create_cursor`` (its cursors append the origin comment, see ``_origin``),
+``is_usable`` and ``close_if_health_check_failed``, and
+``DatabaseOperations.last_executed_query`` (which reports statements without it).
 
 Django's health check is kept as it is: with ``CONN_HEALTH_CHECKS`` it asks
 ``is_usable()`` once per request, and whatever ``is_usable()`` answers (a
@@ -16,9 +18,6 @@ is replaced even without ``CONN_HEALTH_CHECKS`` and within a request.
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 import time
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,14 @@ from typing import TYPE_CHECKING, Any
 from ...core import ConfigurationError, Timeouts
 from ._databases import Vendor
 from ._liveness import Liveness, liveness
+from ._origin import (
+    ORIGIN_KEY,
+    ORIGIN_MAX_BYTES_KEY,
+    StatementOrigin,
+    name_connection,
+    settings_of,
+    statement_origin,
+)
 from ._timeouts import database_options
 
 #: ``OPTIONS`` keys read (and removed) by the engines.
@@ -35,23 +42,10 @@ FLAVOR_KEY = "sessionward_flavor"
 PING_AFTER_KEY = "sessionward_ping_after_seconds"
 #: Without a socket to look at (PyMySQL), a connection idle this long is pinged before use.
 DEFAULT_PING_AFTER_SECONDS = 1.0
-#: PostgreSQL keeps the first 63 bytes of ``application_name`` (NAMEDATALEN - 1).
-PG_NAME_BYTES = 63
-
-
-def session_name() -> str:
-    """``<program>[<pid>]:<thread>``: who holds a session, as ``sessionward ls`` shows it.
-
-    >>> ":" in session_name() and "[" in session_name()
-    True
-    """
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    name = f"{program or 'python'}[{os.getpid()}]:{threading.current_thread().name}"
-    return name.encode()[:PG_NAME_BYTES].decode(errors="ignore")
 
 
 class SessionwardWrapperMixin:
-    """Timeouts from ``OPTIONS``, a socket look before use, and a session name."""
+    """Timeouts from ``OPTIONS``, a socket look before use, and the session's origin."""
 
     if TYPE_CHECKING:  # provided by Django's DatabaseWrapper
         vendor: str
@@ -66,6 +60,24 @@ class SessionwardWrapperMixin:
 
         def close(self) -> None: ...
 
+    #: The origin of this wrapper's statements, once worked out (None: off).
+    _sessionward_origin: StatementOrigin | None
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        origin: StatementOrigin | None
+        try:
+            origin = self._sessionward_origin
+        except AttributeError:
+            origin = statement_origin(self.settings_dict.get("OPTIONS") or {})
+            self._sessionward_origin = origin
+        base: Any = super()
+        if origin is None or name:  # named (server-side) cursors are left alone
+            return base.create_cursor(name)
+        # The cursor is made with a subclass of the connection's cursor class that
+        # appends the origin comment (see ``_origin``); the connection keeps its own.
+        with origin.tagging(self.connection, getattr(self.Database, "__name__", "")):
+            return base.create_cursor(name)
+
     def get_connection_params(self) -> dict[str, Any]:
         base: Any = super()
         params: dict[str, Any] = base.get_connection_params()
@@ -73,6 +85,9 @@ class SessionwardWrapperMixin:
         server_version = params.pop(SERVER_VERSION_KEY, None)
         flavor = params.pop(FLAVOR_KEY, "auto")
         params.pop(PING_AFTER_KEY, None)
+        service, _ = settings_of(
+            {key: params.pop(key) for key in (ORIGIN_KEY, ORIGIN_MAX_BYTES_KEY) if key in params}
+        )
         if timeouts is not None:
             if not isinstance(timeouts, Timeouts):
                 raise ConfigurationError(
@@ -83,12 +98,12 @@ class SessionwardWrapperMixin:
             params = database_options(
                 timeouts, vendor, options=params, server_version=server_version, flavor=flavor
             )
-        if self.vendor == "postgresql":
-            params.setdefault("application_name", session_name())
-        elif getattr(self.Database, "__name__", "") == "pymysql":
-            # A connection attribute.  mysqlclient takes none, and MariaDB has
-            # no session variable a client could name itself with instead.
-            params.setdefault("program_name", session_name())
+        if service is not None:
+            # ``service[pid]@host``, unless the parameters name the session already.
+            # mysqlclient takes no connection attributes, and MariaDB has no session
+            # variable a client could name itself with instead.
+            driver = getattr(self.Database, "__name__", "")
+            name_connection(params, service, self.vendor, driver)
         return params
 
     def is_usable(self) -> bool:

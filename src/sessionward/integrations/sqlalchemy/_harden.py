@@ -13,6 +13,10 @@ connection handed over.
   limit; SQLAlchemy then replaces it before the application sees it.  Record
   who took it, with a weak reference to the checkout's proxy.
 - ``invalidate``, ``close``, ``detach``: forget the holder.
+- Primary failover (psycopg, psycopg2; see ``_failover``): a connection made with
+  ``target_session_attrs=read-write`` whose server now reports itself read-only is
+  replaced at checkout, and the older ones retired; ``handle_error`` reports a write
+  refused there (``25006``) as a disconnect.
 
 There is no ``checkin`` listener: checkin runs on every transaction, and
 SQLAlchemy's dispatch to a listener costs as much as the work it would do.
@@ -59,7 +63,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool as _SAQueuePool
 
 from ...core import ConcurrentUse, ConfigurationError, Timeouts
-from . import _liveness
+from .. import _origin as _origin_names
+from . import _async_timeouts, _cancel, _failover, _liveness
+from ._origin import EngineOrigin
+from ._tasks import current_task_name, task_stack
 from ._timeouts import apply_timeouts
 
 if TYPE_CHECKING:
@@ -93,8 +100,15 @@ _DRIVERS = {
 SUPPORTED_DRIVERS = ", ".join(_DRIVERS.values())
 #: The async drivers harden() knows on an ``AsyncEngine``, by SQLAlchemy's driver name;
 #: the values are our names for them (psycopg's async dialect is also called "psycopg").
-_ASYNC_DRIVERS = {"asyncpg": "asyncpg", "psycopg": "psycopg_async", "aiomysql": "aiomysql"}
-SUPPORTED_ASYNC_DRIVERS = "postgresql+asyncpg, postgresql+psycopg (async), mysql+aiomysql"
+_ASYNC_DRIVERS = {
+    "asyncpg": "asyncpg",
+    "psycopg": "psycopg_async",
+    "aiomysql": "aiomysql",
+    "asyncmy": "asyncmy",
+}
+SUPPORTED_ASYNC_DRIVERS = (
+    "postgresql+asyncpg, postgresql+psycopg (async), mysql+aiomysql, mysql+asyncmy"
+)
 #: Default server ports, for drivers whose socket is found from the server's view of it.
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 #: A ``look`` for a connection whose socket is unknown: always "something to read"
@@ -143,26 +157,34 @@ class PoolTimeout(exc.TimeoutError):
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """A checked-out connection: who took it, from which thread, and since when."""
+    """A checked-out connection: who took it, from which thread (and asyncio task, under
+    an ``AsyncEngine``), and since when."""
 
     taken_at: str  # "file.py:42 in func"
     thread: str
     since_monotonic: float
     since_wall: float
     stack: str | None = None
+    task: str | None = None
 
     @property
     def held_seconds(self) -> float:
         return time.monotonic() - self.since_monotonic
 
+    @property
+    def who(self) -> str:
+        """``thread T``, or ``task N, thread T`` under an ``AsyncEngine``."""
+        task = f"task {self.task}, " if self.task is not None else ""
+        return f"{task}thread {self.thread}"
+
     def __str__(self) -> str:
-        return f"{self.taken_at} (thread {self.thread}, held {self.held_seconds:.1f}s)"
+        return f"{self.taken_at} ({self.who}, held {self.held_seconds:.1f}s)"
 
 
 #: A checkout as recorded on the hot path: the code object and instruction offset that
 #: took the connection (the line is worked out only when asked), the thread, when, a weak
-#: reference to the connection proxy, and the stack when captured.
-_Entry = tuple[Any, int, int, float, "weakref.ref[Any]", "str | None"]
+#: reference to the connection proxy, the stack when captured, and the asyncio task's name.
+_Entry = tuple[Any, int, int, float, "weakref.ref[Any]", "str | None", "str | None"]
 
 
 class _Slot:
@@ -180,6 +202,7 @@ class _Slot:
         "retire_after",
         "taken_at",
         "warned",
+        "writable_only",
     )
 
     def __init__(
@@ -209,6 +232,8 @@ class _Slot:
         self.warned: _Entry | None = None
         #: Fallen back to plain ping checking: nothing else of the driver is trusted.
         self.plain = False
+        #: Made with ``target_session_attrs=read-write|primary`` (see ``_failover``).
+        self.writable_only = False
 
     def out(self) -> _Entry | None:
         """The checkout holding the connection now, if any."""
@@ -238,7 +263,7 @@ class _Slot:
 
 
 def _holder(entry: _Entry) -> Holder:
-    code, lasti, thread, since, _, stack = entry
+    code, lasti, thread, since, _, stack, task = entry
     taken_at = (
         f"{code.co_filename}:{_line_of(code, lasti)} in {code.co_name}"
         if code is not None
@@ -250,6 +275,7 @@ def _holder(entry: _Entry) -> Holder:
         since_monotonic=since,
         since_wall=time.time() - (time.monotonic() - since),
         stack=stack,
+        task=task,
     )
 
 
@@ -294,6 +320,8 @@ class _State:
     next_scan: float = 0.0
     #: Whether the engine has said it fell back (it says so once).
     fell_back: bool = False
+    #: The origin each session carries (``harden(origin=...)``); None: off.
+    origin: EngineOrigin | None = None
 
 
 _states: weakref.WeakKeyDictionary[Engine, _State] = weakref.WeakKeyDictionary()
@@ -310,6 +338,8 @@ def harden(
     hold_warning_seconds: float = DEFAULT_HOLD_WARNING_SECONDS,
     capture_stacks: bool = False,
     check_threads: bool = False,
+    origin: bool | str = True,
+    origin_max_bytes: int = _origin_names.DEFAULT_MAX_BYTES,
 ) -> _AnyEngine:
     """Make ``engine`` replace dead connections at checkout and account for held ones.
 
@@ -329,11 +359,20 @@ def harden(
     - ``check_threads`` (a debugging aid, off by default): raise
       ``ConcurrentUse`` when a connection, and so a ``Session``, is used by
       a second thread while the first is running a statement on it.
+    - ``origin`` (on by default; a string names the service, else the
+      program's name): each session carries ``service[pid]@host`` from
+      connect (PostgreSQL's ``application_name`` where none is set; PyMySQL's
+      and aiomysql's ``program_name`` connection attribute), and each statement
+      of a checkout a sqlcommenter comment naming the holder (thread or
+      asyncio task) and the code line that took the connection, at most
+      ``origin_max_bytes`` long.  ``origin=False`` sends nothing.
 
-    An ``AsyncEngine`` (``create_async_engine``) on asyncpg, psycopg (async) or
-    aiomysql is hardened through its ``sync_engine``'s pool events, which run in
-    SQLAlchemy's greenlet; ``timeouts`` and ``check_threads`` are not offered for it
-    yet.
+    An ``AsyncEngine`` (``create_async_engine``) on asyncpg, psycopg (async),
+    aiomysql or asyncmy is hardened through its ``sync_engine``'s pool events, which run in
+    SQLAlchemy's greenlet; ``check_threads`` is not offered for it.  There ``timeouts``
+    are set per driver (see ``_async_timeouts``), TCP keepalives and ``tcp_user_timeout``
+    are on by default (``Timeouts()``'s), and a connection discarded by a cancellation
+    mid-statement has its MariaDB/MySQL session killed (see ``_cancel``).
 
     Call it right after ``create_engine``; returns the engine.
     """
@@ -351,18 +390,40 @@ def harden(
         ping_after_idle_seconds=ping_after_idle_seconds,
         hold_warning_seconds=hold_warning_seconds,
     )
+    service = _origin_names.service_for(origin, "harden(origin=...)")
+    _origin_names.check_max_bytes(origin_max_bytes, "harden(origin_max_bytes=...)")
+    if sync_engine.dialect.is_async:
+        if sync_engine in _states:
+            raise ConfigurationError("harden() was already applied to this engine")
+        # Before harden()'s own connect listener, so recycle="auto" sees the limits set.
+        _async_timeouts.install_limits(sync_engine, driver, timeouts)
     _harden_sync(
         sync_engine,
         driver,
+        origin=None
+        if service is None
+        else EngineOrigin(
+            name=sync_engine.url.render_as_string(hide_password=True),
+            driver=driver,
+            service=service,
+            max_bytes=origin_max_bytes,
+            is_async=sync_engine.dialect.is_async,
+            paramstyle=sync_engine.dialect.paramstyle,
+            warning=FallbackWarning,
+        ),
         liveness=liveness,
         recycle=recycle,
-        timeouts=timeouts,
+        timeouts=None if sync_engine.dialect.is_async else timeouts,
         track_leaks=track_leaks,
         ping_after_idle_seconds=ping_after_idle_seconds,
         hold_warning_seconds=hold_warning_seconds,
         capture_stacks=capture_stacks,
         check_threads=check_threads,
     )
+    if sync_engine.dialect.is_async:
+        name = _states[sync_engine].name
+        _cancel.install(sync_engine, driver, name)
+        _async_timeouts.install_keepalives(sync_engine, driver, timeouts, name)
     return engine
 
 
@@ -378,6 +439,7 @@ def _harden_sync(
     hold_warning_seconds: float,
     capture_stacks: bool,
     check_threads: bool,
+    origin: EngineOrigin | None = None,
 ) -> None:
     if engine in _states:
         raise ConfigurationError("harden() was already applied to this engine")
@@ -396,8 +458,11 @@ def _harden_sync(
         ping=engine.dialect.do_ping,
         closed=_liveness.closed_check(driver),
         server_port=engine.url.port or _DEFAULT_PORTS[_flavour(engine)],
+        origin=origin,
     )
     _states[engine] = state
+    if origin is not None:
+        origin.install(engine)
     if state.flavour == "mysql":
         # Only notes a number: the connection is still made by whatever comes next.
         event.listen(engine, "do_connect", functools.partial(_before_connect, state))
@@ -405,6 +470,8 @@ def _harden_sync(
     event.listen(engine, "checkout", _checkout_listener(state))
     for name in ("invalidate", "soft_invalidate", "close", "detach"):
         event.listen(engine, name, functools.partial(_on_gone, state))
+    if driver in ("psycopg", "psycopg2"):
+        event.listen(engine, "handle_error", functools.partial(_failover.on_error, driver))
     if check_threads:
         event.listen(engine, "before_cursor_execute", _enter_statement)
         event.listen(engine, "after_cursor_execute", _leave_statement)
@@ -421,8 +488,6 @@ def check_async_driver(engine: Engine, *, timeouts: Timeouts | None, check_threa
             f"sessionward.sqlalchemy.harden supports async engines on "
             f"{SUPPORTED_ASYNC_DRIVERS}, not {engine.url.drivername!r}"
         )
-    if timeouts is not None:
-        raise ConfigurationError("harden(timeouts=...) is not supported for async engines yet")
     if check_threads:
         raise ConfigurationError("harden(check_threads=True) is not supported for async engines")
     return driver
@@ -559,12 +624,15 @@ def _connected(state: _State, dbapi_connection: Any, record: Any, connected_at: 
             state.restarted_at = time.monotonic()
     if fd is not None:
         info[_FD] = fd
-    info[_SLOT] = _new_slot(state, record, connected_at, retire)
+    slot = info[_SLOT] = _new_slot(state, record, connected_at, retire)
+    if _failover.wants_writable(state.driver, dbapi_connection):
+        slot.writable_only = True
+        slot.look = _failover.writable_look(slot.look, state.driver, dbapi_connection)
 
 
 #: Drivers that keep their socket private: it is found from the client address the
 #: server reports (see ``_liveness.find_socket``).
-_FOUND_FROM_ADDRESS = frozenset({"pymysql", "asyncpg", "aiomysql"})
+_FOUND_FROM_ADDRESS = frozenset({"pymysql", "asyncpg", "aiomysql", "asyncmy"})
 
 
 def _socket_from_address(
@@ -573,8 +641,8 @@ def _socket_from_address(
     """The descriptor of a connection's socket, found from the server's view of it."""
     if not client_address:
         return None
-    if state.driver == "asyncpg":
-        port: Any = state.server_port  # asyncpg keeps the address it connected to private
+    if state.driver in ("asyncpg", "asyncmy"):
+        port: Any = state.server_port  # they keep the address they connected to private
     else:
         port = _liveness.driver_connection(dbapi_connection).port
     if isinstance(port, bool) or not isinstance(port, int):
@@ -695,6 +763,8 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
     stacks = state.capture_stacks
     looks = state.liveness != "off"
     closed = state.closed
+    origin = state.origin
+    in_tasks = state.driver in _liveness.ASYNC_DRIVERS
 
     def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         # One frame, one try (free until something raises): the hot path stays as it was.
@@ -714,7 +784,7 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
                 or (looks and (slot.look(0) or closed(dbapi_connection)))
             ):
                 _inspect(state, dbapi_connection, slot, now - taken_at)
-            if not track:
+            if not track and origin is None:
                 return
             # Who took it: the frame found last time, when it is the same code again.
             depth, code = _site
@@ -727,13 +797,20 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
                     code, lasti = _taken_at()
             except ValueError:  # a shorter stack this time
                 code, lasti = _taken_at()
+            if origin is not None:  # never raises: it falls back on its own
+                origin.tag(dbapi_connection, record.info, code, lasti)
+                if not track:
+                    return
             slot.held = (
                 code,
                 lasti,
                 _get_ident(),
                 now,
                 _weakref(proxy, slot.proxy_gone),
-                "".join(traceback.format_stack()) if stacks else None,
+                (task_stack() if in_tasks else "".join(traceback.format_stack()))
+                if stacks
+                else None,
+                current_task_name() if in_tasks else None,
             )
             if now >= state.next_scan:
                 _scan(state, now)
@@ -754,6 +831,13 @@ def _checkout_failed(state: _State, dbapi_connection: Any, error: Exception) -> 
 def _inspect(state: _State, dbapi_connection: Any, slot: _Slot, idle: float) -> None:
     """Raise ``DisconnectionError`` for a pooled connection that must not be handed out,
     after a ping where one is due."""
+    if slot.writable_only and _failover.reports_read_only(state.driver, dbapi_connection):
+        # The server stopped taking writes (a switchover fenced it): so did every older
+        # pooled connection, which reconnect through target_session_attrs too.
+        state.restarted_at = time.monotonic()
+        raise exc.DisconnectionError(
+            "sessionward: the server no longer takes writes (target_session_attrs)"
+        )
     if slot.connected_at < state.restarted_at:
         raise exc.DisconnectionError("sessionward: made before the server restarted")
     if idle > slot.retire_after:
@@ -791,7 +875,7 @@ def _lost(entry: _Entry) -> None:
     holder = _holder(entry)
     _warn(
         f"a pooled connection was garbage-collected without being returned; "
-        f"it was taken at {holder.taken_at} (thread {holder.thread}) "
+        f"it was taken at {holder.taken_at} ({holder.who}) "
         f"{holder.held_seconds:.1f}s ago",
         holder,
     )
@@ -864,7 +948,7 @@ def _scan(state: _State, now: float) -> None:
     for holder in late:
         _warn(
             f"a pooled connection has been held for {holder.held_seconds:.1f}s, "
-            f"taken at {holder.taken_at} (thread {holder.thread})",
+            f"taken at {holder.taken_at} ({holder.who})",
             holder,
         )
 
@@ -891,6 +975,16 @@ def _taken_at() -> tuple[Any, int]:
             return frame.f_code, frame.f_lasti
         frame = frame.f_back
         depth += 1
+    # Under an AsyncEngine the checkout runs in a greenlet SQLAlchemy spawned: the
+    # application's coroutine waits in the greenlet that spawned it (``gr_frame`` is
+    # greenlet's public view of where it waits).  Not kept in ``_site``: another stack.
+    greenlet = sys.modules.get("greenlet")
+    parent = greenlet.getcurrent().parent if greenlet is not None else None
+    frame = parent.gr_frame if parent is not None else None
+    while frame is not None:
+        if not _is_internal(frame):
+            return frame.f_code, frame.f_lasti
+        frame = frame.f_back
     return None, -1
 
 

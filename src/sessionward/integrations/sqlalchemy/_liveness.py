@@ -62,11 +62,12 @@ _CONNECTION_CLASSES = {
     "asyncpg": ("asyncpg.connection", "Connection"),
     "psycopg_async": ("psycopg", "AsyncConnection"),
     "aiomysql": ("aiomysql.connection", "Connection"),
+    "asyncmy": ("asyncmy.connection", "Connection"),
 }
 
 #: Async drivers: SQLAlchemy hands listeners its adapter (``AdaptedConnection``), whose
 #: public ``driver_connection`` is the driver's own connection.
-ASYNC_DRIVERS = frozenset({"asyncpg", "psycopg_async", "aiomysql"})
+ASYNC_DRIVERS = frozenset({"asyncpg", "psycopg_async", "aiomysql", "asyncmy"})
 
 
 def driver_connection(dbapi_connection: Any) -> Any:
@@ -124,6 +125,8 @@ def closed_check(driver: str) -> Callable[[Any], Any]:
         return operator.attrgetter("driver_connection.pgconn.status")
     if driver == "aiomysql":
         return operator.attrgetter("driver_connection.closed")
+    if driver == "asyncmy":
+        return lambda connection: not connection.driver_connection.connected
     return lambda connection: False
 
 

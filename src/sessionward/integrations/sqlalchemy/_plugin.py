@@ -101,6 +101,32 @@ def _probes(name: str, value: Any) -> int:
     raise ConfigurationError(f"{name} is a whole number from 1 to {MAX_PROBES}, not {value!r}")
 
 
+def _origin(name: str, value: Any) -> bool | str:
+    """true/false, or a service name."""
+    if isinstance(value, str) and value.lower() in (
+        "true",
+        "1",
+        "yes",
+        "on",
+        "false",
+        "0",
+        "no",
+        "off",
+    ):
+        return _switch(name, value)
+    if isinstance(value, bool) or (isinstance(value, str) and value.strip()):
+        return value
+    raise ConfigurationError(f"{name} is true, false or a service name, not {value!r}")
+
+
+def _bytes(name: str, value: Any) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigurationError(f"{name} is a number of bytes >= 0, not {value!r}")
+
+
 #: Option (after the prefix) -> (harden() argument, parser).
 _HARDEN_OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "liveness": ("liveness", _liveness),
@@ -110,6 +136,8 @@ _HARDEN_OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "track_leaks": ("track_leaks", _switch),
     "capture_stacks": ("capture_stacks", _switch),
     "check_threads": ("check_threads", _switch),
+    "origin": ("origin", _origin),
+    "origin_max_bytes": ("origin_max_bytes", _bytes),
 }
 #: Option (after the prefix) -> (``Timeouts`` field, parser).
 _TIMEOUT_OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {

@@ -39,6 +39,7 @@ from ...core import (
     translate,
 )
 from ...core._errors import _Ending
+from ...core._target_sessions import no_host_as_wanted
 from ._backoff import Backoff
 from ._harden import _FD
 from ._liveness import descriptor, ended_while_idle
@@ -148,7 +149,13 @@ class transaction(Generic[Unit]):  # lower case: it reads as a function, @transa
         return rerun
 
     def _attempt(self, body: Callable[[Any], R]) -> R:
-        unit, owned = self._begin()
+        try:
+            unit, owned = self._begin()
+        except Exception as error:
+            # An Engine bind connects here: a refused or lost login (a restart, a
+            # failover under way) is rerun like a session ended mid-unit.
+            self._judge(error, committing=False)
+            raise
         try:
             result = body(unit)
         except BaseException as error:
@@ -275,6 +282,13 @@ def _unreachable(original: BaseException | None) -> bool:
 
 def _as_ending(error: Exception, ending: type[Exception] | None) -> Exception:
     """The sessionward error for ``error``, with ``error`` as its cause."""
+    if isinstance(error, DBAPIError) and error.statement is None:
+        # A connect that passed over every host of a multi-host URL (target_session_attrs):
+        # rerun, as during a failover; when that lasts, say so plainly.
+        failed = no_host_as_wanted(str(error.orig))
+        if failed is not None:
+            failed.__cause__ = error
+            return failed
     try:
         with translate():
             raise error

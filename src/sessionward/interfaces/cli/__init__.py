@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ._signals import raise_pending, release_signals, stoppable, take_signals
+from ..shell._signals import raise_pending, release_signals, stoppable, take_signals
 
 # Not ``typing.TYPE_CHECKING``: importing typing would delay taking over Ctrl-C.
 TYPE_CHECKING = False
@@ -33,8 +33,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
     def run() -> int:
         # Imported only now, with Ctrl-C ours: click, rich and the drivers take a while.
+        from ..shell._process import run_guarded
         from ._main import run as run_command
-        from ._process import run_guarded
 
         raise_pending()  # a signal during the imports may have lost its exception there
         return run_guarded(lambda: run_command(argv))

@@ -14,12 +14,14 @@ from rich.text import Text
 from ... import __version__
 from ..._control import DEFAULT_WAIT_SECONDS, SessionControl
 from ...core import (
+    PLATFORMS,
     ConfigurationError,
     DatabaseInUse,
     DropResult,
     EndResult,
     Outcome,
     Safety,
+    Session,
     SessionwardError,
     Snapshot,
     redact_url,
@@ -28,9 +30,9 @@ from ...core import (
 from ...core._endings import Action, candidates, failure_summary, unseen_note
 from .._params import DURATION
 from .._text import printable
-from . import _render
-from ._options import build_filter, filter_options, pop_filter_options
-from ._process import (
+from ..shell import _render
+from ..shell._options import build_filter, filter_options, pop_filter_options
+from ..shell._process import (
     EXIT_ERROR,
     EXIT_NOT_ALL_ENDED,
     EXIT_OK,
@@ -38,7 +40,7 @@ from ._process import (
     internal_error,
     say,
 )
-from ._target import connect_resolved, resolve_url
+from ..shell._target import choose_platform, open_control
 
 
 class NoAnswer(Exception):
@@ -53,18 +55,24 @@ dsn_option = click.option(
 )
 
 
-def open_control(dsn: str | None) -> SessionControl:
-    return connect_resolved(resolve_url(dsn))
-
-
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     invoke_without_command=True,
 )
 @click.version_option(__version__, prog_name="sessionward")
+@click.option(
+    "--platform",
+    type=click.Choice(PLATFORMS, case_sensitive=False),
+    default="auto",
+    show_default=True,
+    envvar="SESSIONWARD_PLATFORM",
+    help="Managed server: end sessions the platform's way (RDS/Aurora mysql.rds_kill, "
+    "Azure mysql.az_kill); auto looks. Platform logins (rdsadmin …) are never ended.",
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, platform: str) -> None:
     """See, explain and end PostgreSQL and MariaDB/MySQL sessions."""
+    choose_platform(platform.lower())
     if ctx.invoked_subcommand is None:
         # Asked for nothing: the help is the answer, on stdout, as git and docker do.
         click.echo(ctx.get_help())
@@ -89,18 +97,42 @@ def cli(ctx: click.Context) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per session.")
+@click.option(
+    "--by",
+    type=click.Choice(["origin"]),
+    help="Group sessions by the service and code line their clients named, with counts.",
+)
+@click.option(
+    "--pgbouncer",
+    metavar="ADMIN_URL",
+    help="Also read this PgBouncer admin console and show the pooler client holding each "
+    "session, and the clients waiting for one.",
+)
 def ls_command(dsn: str | None, include_background: bool, sort: str, as_json: bool,
-               as_csv: bool, **filters: Any) -> None:  # fmt: skip
+               as_csv: bool, by: str | None, **filters: Any) -> None:  # fmt: skip
     """List sessions, idle ones included, with their ages, waits and blockers."""
     if as_json and as_csv:
         raise ConfigurationError("choose one of --json and --csv")
+    if by is not None and as_csv:
+        raise ConfigurationError("--by origin prints a table or --json, not --csv")
+    pgbouncer = filters.pop("pgbouncer", None)
     session_filter = build_filter(filters, include_background=include_background)
+    if pgbouncer is not None:
+        from ._pooler import pooled_ls
+
+        if by is not None:
+            raise ConfigurationError("--pgbouncer: not with --by")
+        pooled_ls(dsn=dsn, pgbouncer=pgbouncer, session_filter=session_filter,
+                  sort_key=_render.SORT_KEYS[sort], as_json=as_json, as_csv=as_csv)  # fmt: skip
+        return
     with open_control(dsn) as control:
         snapshot = control.snapshot()
     shown = sorted(
         session_filter.select(snapshot), key=lambda s: (_render.SORT_KEYS[sort](s), s.pid)
     )
-    if as_json:  # the snapshot carries its own "degraded" notes
+    if by is not None:
+        _by_origin(snapshot, shown, as_json=as_json)
+    elif as_json:  # the snapshot carries its own "degraded" notes
         _write(_render.sessions_json(snapshot, shown) + "\n")
     elif as_csv:
         _write(_render.sessions_csv(snapshot, shown))
@@ -111,6 +143,20 @@ def ls_command(dsn: str | None, include_background: bool, sort: str, as_json: bo
             console.print(_render.sessions_table(snapshot, shown, width=console.width))
         console.print(Text(_render.summary_line(snapshot, shown), style="dim"))
         _print_notes(console, snapshot)
+
+
+def _by_origin(snapshot: Snapshot, shown: Sequence[Session], *, as_json: bool) -> None:
+    from ._by_origin import group_by_origin, groups_json, groups_table
+
+    groups = group_by_origin(shown)
+    if as_json:
+        _write(groups_json(snapshot, groups) + "\n")
+        return
+    console = _render.make_console()
+    if groups:
+        console.print(groups_table(groups))
+    console.print(Text(_render.summary_line(snapshot, shown), style="dim"))
+    _print_notes(console, snapshot)
 
 
 @cli.command("blockers")
@@ -410,6 +456,24 @@ def _register_reaper() -> None:
 
 
 _register_reaper()
+
+
+def _register_pooler() -> None:
+    from ._pooler import pgbouncer_end_command
+
+    cli.add_command(pgbouncer_end_command)
+
+
+_register_pooler()
+
+
+def _register_top() -> None:
+    from ..top import register
+
+    register(cli)
+
+
+_register_top()
 
 
 def run(argv: Sequence[str] | None) -> int:

@@ -33,8 +33,8 @@ from ...core import (
 from ...core._endings import Action, candidates, failure_summary
 from ...integrations.django._databases import server_url, vendor_of
 from .._text import printable
-from ..cli import _render
-from ..cli._options import build_filter
+from ..shell import _render
+from ..shell._options import build_filter
 
 #: Exit statuses, as the CLI's: 1 some session not ended, 2 bad input or no server.
 EXIT_NOT_ALL_ENDED = 1

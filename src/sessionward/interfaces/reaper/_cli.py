@@ -155,7 +155,7 @@ def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
             with contextlib.suppress(Exception):
                 log.emit("stopped", "stopped while starting", sweeps=0)
         if once:
-            from ..cli._process import Terminated
+            from ..shell._process import Terminated
 
             if stopped.signum == signal.SIGINT:
                 raise KeyboardInterrupt from None
@@ -168,8 +168,7 @@ def reap_command(policy_path: str, dsn: str | None, dry_run: bool, once: bool,
 def _reap(switch: StopSwitch, log: EventLog, *, policy_path: str, dsn: str | None, once: bool,
           options: ReaperOptions, audit_path: str | None, audit_dsn: str | None,
           audit_table: str | None, metrics_address: str | None) -> int:  # fmt: skip
-    from ..cli._main import open_control
-    from ..cli._target import resolve_url
+    from ..shell._target import open_control, resolve_url
 
     policy = load_policy(policy_path)
     if audit_table is not None and not audit_dsn:

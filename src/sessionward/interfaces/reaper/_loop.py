@@ -41,6 +41,7 @@ from ...core import (
     Outcome,
     Policy,
     Safety,
+    Session,
     SessionwardError,
     Snapshot,
     Sweep,
@@ -421,7 +422,8 @@ class Reaper:
                 continue
             self._announced.add(key)
             self._log.emit(d.verdict.value.replace(" ", "-"), d.why, rule=d.rule, pid=d.session.pid,
-                           user=d.session.user, database=d.session.database)  # fmt: skip
+                           user=d.session.user, database=d.session.database,
+                           **_origin_fields(d.session))  # fmt: skip
             if d.verdict is Verdict.REPORT:
                 if self._metrics is not None:
                     self._metrics.reported.labels(d.rule).inc()
@@ -491,7 +493,7 @@ class Reaper:
             self._log.emit(d.action if result.ok else f"{d.action}-failed", d.why, rule=d.rule,
                            pid=d.session.pid, user=d.session.user, database=d.session.database,
                            application=d.session.application, outcome=result.outcome.value,
-                           detail=result.detail)  # fmt: skip
+                           detail=result.detail, **_origin_fields(d.session))  # fmt: skip
             self.stats.results.append(result)
             if result.outcome is Outcome.ENDED:
                 self.stats.signalled += 1
@@ -508,6 +510,14 @@ class Reaper:
             return False
         self._announced.add(key)
         return True
+
+
+def _origin_fields(session: Session) -> dict[str, Any]:
+    """The service and code line that held ``session``, as its client said, for a log line."""
+    origin = session.origin
+    if origin is None:
+        return {}
+    return {"service": origin.service, "holder": origin.holder, "code": origin.code}
 
 
 def _pause_from_environment() -> float:

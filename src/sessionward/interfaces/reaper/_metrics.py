@@ -37,6 +37,11 @@ class Metrics:
             "sessionward_sessions", "Client sessions in the last snapshot.",
             ["state", "database", "application"], registry=r,
         )  # fmt: skip
+        self.by_origin = prom.Gauge(
+            "sessionward_sessions_by_origin",
+            "Client sessions in the last snapshot whose client named its service or code line.",
+            ["service", "code", "state"], registry=r,
+        )  # fmt: skip
         self.ended = prom.Counter(
             "sessionward_sessions_ended", "Sessions signalled by the reaper, by outcome.",
             ["rule", "action", "outcome"], registry=r,
@@ -72,6 +77,15 @@ class Metrics:
         self.sessions.clear()
         for labels, count in tally.items():
             self.sessions.labels(*labels).set(count)
+        # Cleared each sweep, so its series are those of the sessions there now.
+        origins = Tally(
+            (s.origin.service or "", s.origin.code or "", s.state or "unknown")
+            for s in snapshot.sessions
+            if s.is_client and s.origin is not None and (s.origin.service or s.origin.code)
+        )
+        self.by_origin.clear()
+        for labels, count in origins.items():
+            self.by_origin.labels(*labels).set(count)
 
     def close(self) -> None:
         server = self._server

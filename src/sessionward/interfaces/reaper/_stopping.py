@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from ..cli._signals import take_pending
+from ..shell._signals import take_pending
 
 #: How long a sweep under way may take to finish after a signal.
 STOP_GRACE_SECONDS = 0.5

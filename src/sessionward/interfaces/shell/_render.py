@@ -29,6 +29,7 @@ from ...core import (
     IDLE_IN_TRANSACTION_ABORTED,
     DropResult,
     EndResult,
+    Origin,
     Outcome,
     Session,
     Snapshot,
@@ -47,7 +48,7 @@ CSV_COLUMNS = (
     "pid", "database", "user", "application", "client_addr", "client_port", "backend_kind",
     "backend_type", "state", "session_age_seconds", "xact_age_seconds", "state_age_seconds",
     "query_age_seconds", "wait", "wait_age_seconds", "wait_target", "blocked_by", "blocking",
-    "is_superuser", "xmin_age", "query",
+    "is_superuser", "xmin_age", "query", "origin",
 )  # fmt: skip
 
 _STATE_STYLE = {
@@ -211,10 +212,28 @@ def _fit(columns: Sequence[Column], widths: dict[int, int], width: int) -> None:
 
 
 def sessions_table(snapshot: Snapshot, sessions: Sequence[Session], *, width: int = 120) -> Table:
-    """The ``ls`` table: one line per session, the query cut to the terminal width."""
+    """The ``ls`` table: one line per session, the query cut to the terminal width.
+
+    An ORIGIN column follows APP when a client named the code holding a session.
+    """
     rows = [_session_cells(snapshot, session) for session in sessions]
     queries = [one_line(session.query) for session in sessions]
-    return fitted_table(_SESSION_COLUMNS, rows, "QUERY", queries, width=width)
+    columns: tuple[Column, ...] = _SESSION_COLUMNS
+    if any(session.origin is not None for session in sessions):
+        at = _ORIGIN_AFTER + 1
+        columns = (*columns[:at], _ORIGIN_COLUMN, *columns[at:])
+        for row, session in zip(rows, sessions, strict=True):
+            row.insert(at, safe(origin_text(session.origin), style="cyan"))
+    return fitted_table(columns, rows, "QUERY", queries, width=width)
+
+
+_ORIGIN_COLUMN = Column("ORIGIN", cap=48, floor=12, drop_rank=6)
+_ORIGIN_AFTER = [c.name for c in _SESSION_COLUMNS].index("APP")
+
+
+def origin_text(origin: Origin | None) -> str:
+    """An origin as one line, not yet escaped: ``billing web-1[4242] Thread-3 a.py:8``."""
+    return re.sub(r"\s+", " ", origin.compact).strip() if origin is not None else ""
 
 
 def _session_cells(snapshot: Snapshot, session: Session) -> list[Text]:
@@ -274,6 +293,8 @@ def _csv_cell(value: Any) -> str:
         return ""
     if isinstance(value, list):
         return " ".join(str(v) for v in value)
+    if isinstance(value, dict):  # an origin
+        return Origin.from_dict(value).compact
     return str(value)
 
 
@@ -298,6 +319,8 @@ def _root_label(root: WaitNode) -> Text:
     label.append(f"  blocks {waiting} session{'s' if waiting != 1 else ''}", style="bold")
     if s.application:
         label.append(f"  app {printable(s.application)}", style="dim")
+    if s.origin is not None:
+        label.append(f"  origin {printable(origin_text(s.origin))}", style="cyan")
     label.append(f"\n{one_line(s.query)[:200]}", style="italic")
     return label
 
@@ -311,6 +334,8 @@ def _add_waiters(branch: Tree, node: WaitNode) -> None:
         label.append_text(age_text(s.wait_age_seconds or s.query_age_seconds, warn=10.0))
         target = s.wait_target or s.wait or "a lock"
         label.append(f" on {printable(target)}", style="magenta")
+        if s.origin is not None:
+            label.append(f"  origin {printable(origin_text(s.origin))}", style="cyan")
         label.append(f"  {one_line(s.query)[:120]}", style="italic")
         _add_waiters(branch.add(label), waiter)
 
@@ -332,6 +357,7 @@ def _node_dict(node: WaitNode) -> dict[str, Any]:
         "wait_age_seconds": s.wait_age_seconds,
         "wait_target": s.wait_target,
         "query": s.query,
+        "origin": s.origin.as_dict() if s.origin is not None else None,
         "waiting_total": len(node.descendants()),
         "waiters": [_node_dict(w) for w in node.waiters],
     }
@@ -388,6 +414,7 @@ def results_json(results: Iterable[EndResult]) -> str:
                 "application": s.application if s else None,
                 "state": s.state if s else None,
                 "query": s.query if s else None,
+                "origin": s.origin.as_dict() if s and s.origin else None,
             }
         )
     return json.dumps(rows, indent=2)

@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 
 LIBPQ_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE")
 
+#: The managed platform every connection of this command uses (``sessionward --platform``).
+_platform = ["auto"]
+
+
+def choose_platform(name: str) -> None:
+    """Set the platform for the connections the command line opens from now on."""
+    _platform[0] = name
+
 
 @dataclass(frozen=True, slots=True)
 class ResolvedURL:
@@ -62,7 +70,7 @@ def connect_resolved(resolved: ResolvedURL) -> SessionControl:
 
     target = resolved.target()
     try:
-        return connect(target)
+        return connect(target, platform=_platform[0])
     except DriverNotInstalled:
         raise
     except ConfigurationError as error:
@@ -75,3 +83,8 @@ def connect_resolved(resolved: ResolvedURL) -> SessionControl:
                 "variables were used)"
             ) from None
         raise
+
+
+def open_control(dsn: str | None) -> SessionControl:
+    """Connect to the server ``--dsn``, ``DATABASE_URL`` or libpq's variables name."""
+    return connect_resolved(resolve_url(dsn))

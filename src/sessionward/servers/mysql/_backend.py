@@ -36,7 +36,9 @@ from ...core import (
     SessionwardError,
     Snapshot,
     Target,
+    checked_platform,
 )
+from ...core._platform import SELF_MANAGED, mysql_platform
 from ._errors import (
     DENIED,
     ER_DB_DROP_EXISTS,
@@ -44,6 +46,8 @@ from ._errors import (
     ER_KILL_DENIED_ERROR,
     ER_LOCK_WAIT_TIMEOUT,
     ER_NO_SUCH_THREAD,
+    ER_PROCACCESS_DENIED_ERROR,
+    ER_SP_DOES_NOT_EXIST,
     connect_error,
     driver_errors,
     errno_of,
@@ -52,10 +56,12 @@ from ._errors import (
 )
 from ._queries import (
     GET_SERVER,
+    LIST_PLATFORM_PROCEDURES,
     Dialect,
     check_schema_name,
     compose,
     dialect_for,
+    for_platform,
     load,
     parse_version,
     quote_identifier,
@@ -94,6 +100,8 @@ DROP_LOCK_WAIT_SECONDS = 2
 #: The longest name ``GET_LOCK`` takes, in characters.
 MAX_LOCK_NAME_CHARACTERS = 64
 #: Schemas the server itself needs.
+#: The dialect's own ``KILL``, as opposed to a platform's procedure.
+_PLAIN_KILL = "kill_connection"
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 _PROCESS_HINT = (
@@ -142,10 +150,19 @@ class MySQLBackend:
         self._degraded: tuple[str, ...] = ()
         #: Whether the last snapshot saw every session (PROCESS granted).
         self._sees_all = True
+        #: The managed platform sessions are ended through, or ``self-managed``.
+        self.platform = SELF_MANAGED
 
     @classmethod
-    def connect(cls, target: Target, *, statement_timeout_seconds: float) -> MySQLBackend:
-        """Open an autocommit connection whose every statement is capped by the server."""
+    def connect(
+        cls, target: Target, *, statement_timeout_seconds: float, platform: str = "auto"
+    ) -> MySQLBackend:
+        """Open an autocommit connection whose every statement is capped by the server.
+
+        ``platform``: where sessions are ended through a managed platform's procedures
+        (``rds``, ``aurora``, ``azure``); ``auto`` looks for them.
+        """
+        platform = checked_platform(platform)
         if not statement_timeout_seconds > 0:
             raise ConfigurationError(
                 f"statement_timeout_seconds must be positive, not {statement_timeout_seconds!r}"
@@ -187,19 +204,25 @@ class MySQLBackend:
                         "milliseconds": max(1, round(statement_timeout_seconds * 1000)),
                     },
                 )
+                if platform == "auto":
+                    cursor.execute(load(LIST_PLATFORM_PROCEDURES))
+                    platform = mysql_platform({str(row[0]) for row in cursor.fetchall()})
+                dialect = for_platform(dialect, platform)
         except BaseException:
             conn.close()
             raise
         server = ServerInfo(
             engine=engine, version=str(version), version_num=version_num, own_pid=int(own_pid)
         )
-        return cls(
+        backend = cls(
             conn,
             target=target,
             server=server,
             dialect=dialect,
             statement_timeout_seconds=statement_timeout_seconds,
         )
+        backend.platform = platform
+        return backend
 
     @property
     def server(self) -> ServerInfo:
@@ -383,8 +406,8 @@ class MySQLBackend:
         ``KILL`` takes the same user name or CONNECTION ADMIN / SUPER; with a
         role in effect nothing is foreseen (roles' grants are not read).
         """
-        if not sessions:
-            return {}
+        if not sessions or self._dialect.kill_connection != _PLAIN_KILL:
+            return {}  # a platform's procedure decides with the platform's own rights
         with self._errors():
             grants = self._all(self._dialect.get_kill_privilege)[0]
         if grants["may_kill_any"] or grants["has_role"]:
@@ -633,8 +656,14 @@ class MySQLBackend:
             errno = errno_of(error)
             if errno == ER_NO_SUCH_THREAD:
                 return False
-            if errno == ER_KILL_DENIED_ERROR:
+            if errno in (ER_KILL_DENIED_ERROR, ER_PROCACCESS_DENIED_ERROR):
                 raise PermissionDenied(self._kill_denied(pid)) from error
+            if errno == ER_SP_DOES_NOT_EXIST:
+                raise ConfigurationError(
+                    f"platform {self.platform}: this server has no "
+                    f"{self._dialect.kill_privilege.removeprefix('EXECUTE on ')} procedure "
+                    "(choose --platform self-managed, or auto to look)"
+                ) from error
             raise translate(error, self._target, statement_limit_seconds=self._limit) from error
         return True
 

@@ -13,7 +13,7 @@ bound values; every other query binds ``%(name)s``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib.resources import files
 
@@ -30,6 +30,15 @@ MAX_SCHEMA_NAME_CHARACTERS = 64
 
 #: Read before the dialect is known, so it has no variant.
 GET_SERVER = "get_server"
+#: Which managed platform's kill procedures this login can see (``--platform auto``).
+LIST_PLATFORM_PROCEDURES = "list_platform_procedures"
+#: Where a managed platform withholds ``CONNECTION ADMIN``, its procedures end sessions:
+#: ``kill_connection``, ``kill_query`` and the privilege they take, by platform.
+PLATFORM_KILLS = {
+    "rds": ("kill_connection_rds", "kill_query_rds", "EXECUTE on mysql.rds_kill"),
+    "aurora": ("kill_connection_rds", "kill_query_rds", "EXECUTE on mysql.rds_kill"),
+    "azure": ("kill_connection_azure", "kill_query_azure", "EXECUTE on mysql.az_kill"),
+}
 
 
 @cache
@@ -175,6 +184,22 @@ _MYSQL = Dialect(
     ),
     **_SHARED,
 )
+
+
+def for_platform(dialect: Dialect, platform: str) -> Dialect:
+    """``dialect`` ending sessions the way ``platform`` lets a non-super login do it.
+
+    >>> for_platform(_MARIADB, "rds").kill_connection
+    'kill_connection_rds'
+    >>> for_platform(_MARIADB, "self-managed") is _MARIADB
+    True
+    """
+    if platform not in PLATFORM_KILLS:
+        return dialect
+    kill_connection, kill_query, privilege = PLATFORM_KILLS[platform]
+    return replace(
+        dialect, kill_connection=kill_connection, kill_query=kill_query, kill_privilege=privilege
+    )
 
 
 def dialect_for(engine: Engine, version_num: int) -> Dialect:

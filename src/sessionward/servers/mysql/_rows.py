@@ -16,8 +16,11 @@ from ...core import (
     CLIENT,
     IDLE,
     IDLE_IN_TRANSACTION,
+    PLATFORM,
     REPLICATION,
     Session,
+    parse_origin,
+    platform_of_login,
 )
 
 SLEEP = "Sleep"
@@ -93,9 +96,14 @@ def classify(command: str, user: str | None) -> tuple[str, str]:
     ('background', 'replica SQL thread')
     >>> classify("Sleep", "app")
     ('client', 'Sleep')
+    >>> classify("Sleep", "rdsadmin")
+    ('platform', 'rds platform login rdsadmin')
     """
     if command in _REPLICATION_COMMANDS:
         return REPLICATION, command
+    platform = platform_of_login(user)
+    if platform is not None:
+        return PLATFORM, f"{platform} platform login {user}"
     if command in _REPLICA_THREADS:
         return BACKGROUND, _REPLICA_THREADS[command]
     if user in _BACKGROUND_USERS:
@@ -219,6 +227,8 @@ def build_session(
         query=row["query"],
         is_superuser=is_superuser if kind != BACKGROUND else None,
         xmin_age=None,
+        # INFO is the running statement only: an idle session shows no comment.
+        origin=parse_origin(application, row["query"]),
     )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ...core import (
     BACKGROUND,
     CLIENT,
+    PLATFORM,
     REPLICATION,
     ConfigurationError,
     DriverNotInstalled,
@@ -22,6 +23,9 @@ from ...core import (
     SessionwardError,
     Snapshot,
     Target,
+    checked_platform,
+    parse_origin,
+    platform_of_login,
 )
 from ._errors import connect_error, mapped_errors, reason
 from ._queries import Queries, queries_for
@@ -82,13 +86,18 @@ class PostgresBackend:
         self._names_in_limit: set[str] = set()
 
     @classmethod
-    def connect(cls, target: Target, *, statement_timeout_seconds: float) -> PostgresBackend:
+    def connect(
+        cls, target: Target, *, statement_timeout_seconds: float, platform: str = "auto"
+    ) -> PostgresBackend:
         """Log in to ``target`` and bound every later statement by the timeout.
 
         Raise ``ConnectionFailed`` or ``AuthenticationFailed`` when the login
         fails, ``ConfigurationError`` for a server older than 13, and
-        ``DriverNotInstalled`` without psycopg.
+        ``DriverNotInstalled`` without psycopg.  ``platform`` is checked but
+        changes nothing: on every managed PostgreSQL, ``pg_signal_backend``
+        membership is how a non-superuser ends sessions.
         """
+        checked_platform(platform)
         if not statement_timeout_seconds >= 0:
             raise ConfigurationError(
                 f"statement timeout must be zero (off) or positive, not {statement_timeout_seconds}"
@@ -477,7 +486,7 @@ def _session(row: Row) -> Session:
     ) = row
     return Session(
         pid=pid,
-        backend_kind=_backend_kind(backend_type, has_owner),
+        backend_kind=_backend_kind(backend_type, has_owner, user),
         backend_type=backend_type or "unknown",
         database=database,
         user=user,
@@ -498,10 +507,13 @@ def _session(row: Row) -> Session:
         is_superuser=is_superuser,
         xmin_age=xmin_age,
         started_at=backend_start.isoformat() if backend_start is not None else None,
+        origin=parse_origin(application, None if query == HIDDEN_QUERY else query),
     )
 
 
-def _backend_kind(backend_type: str | None, has_owner: bool) -> str:
+def _backend_kind(backend_type: str | None, has_owner: bool, user: str | None) -> str:
+    if platform_of_login(user) is not None:
+        return PLATFORM  # rdsadmin, cloudsqladmin, azuresu …: the managed platform's own
     if backend_type == "client backend":
         return CLIENT
     if backend_type == "walsender":

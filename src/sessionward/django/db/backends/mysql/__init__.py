@@ -7,9 +7,11 @@
   without a round trip; PyMySQL exposes no socket, so a connection idle for
   more than ``OPTIONS["sessionward_ping_after_seconds"]`` (1 s) is pinged
   before use;
-- with PyMySQL the ``program_name`` connection attribute is
-  ``<program>[<pid>]:<thread>`` (mysqlclient takes no connection attributes:
-  its sessions carry no name).
+- each statement ends with a sqlcommenter comment naming the service (the
+  program's name, or ``OPTIONS["origin"] = "billing"``), host, pid, thread and
+  the code line that ran it; with PyMySQL the ``program_name`` connection
+  attribute is ``<service>[<pid>]@<host>`` (mysqlclient takes no connection
+  attributes).  ``OPTIONS["origin"] = False`` sends neither.
 
 Django needs ``MySQLdb``: install mysqlclient, or call
 ``pymysql.install_as_MySQLdb()`` in your settings.  Like Django's own engine,
