@@ -1,12 +1,19 @@
 """What ``harden()`` costs: single-row transactions per second, one thread.
 
 For psycopg 3 and psycopg2 (on a throwaway embedded PostgreSQL), PyMySQL and
-mysqlclient (on MariaDB/MySQL; mysqlclient when ``MySQLdb`` imports), three
+mysqlclient (on MariaDB/MySQL; mysqlclient when ``MySQLdb`` imports), four
 engines on the same server, timed in the same run:
 
 - plain: ``create_engine(url)``, which hands out dead connections;
 - pre-ping: ``create_engine(url, pool_pre_ping=True)``, a round trip per checkout;
-- harden: ``harden(create_engine(url))``, a look at the socket per checkout.
+- harden: ``harden(create_engine(url))``, a look at the socket per checkout,
+  every statement tagged with its origin (a sqlcommenter comment);
+- untagged: ``harden(create_engine(url), origin=False)``: what tagging costs.
+
+Round trips per transaction are counted for each engine, from what the server
+or the wire saw: MariaDB's ``Questions`` counter, and on psycopg 3 libpq's
+protocol trace (each ``Query`` or ``Sync`` the client sends ends a round trip).
+Tagging must add none.
 
 Each transaction checks a connection out, inserts one row, commits and checks
 the connection back in.
@@ -31,7 +38,8 @@ commit spends milliseconds on the disk, which hides any per-checkout cost.
 
 Run: ``make bench`` or ``.venv/bin/python bench/liveness.py [--rounds 40]``.
 Prints a Markdown table and exits non-zero when harden() is below 1.0x plain
-or below 1.3x pre-ping for any driver.
+or below 1.3x pre-ping for any driver, when tagging costs more than 2 %, or when
+it adds a round trip.
 """
 
 from __future__ import annotations
@@ -56,6 +64,10 @@ from sessionward.sqlalchemy import harden
 
 TARGET_VS_PLAIN = 1.0
 TARGET_VS_PRE_PING = 1.3
+#: Tagged against untagged: tagging costs at most 2 %.
+TARGET_VS_UNTAGGED = 0.98
+#: Transactions whose round trips are counted, per engine.
+COUNTED = 50
 _ids = itertools.count(1)
 #: Transactions each engine runs in a round, in turns with the others.
 BATCH = 200
@@ -72,7 +84,7 @@ POOLED = 4
 SEED = 6
 #: Checkouts timed alone each round, for the cost of the checkout itself.
 CHECKOUTS = 200
-MODES = ("plain", "pre-ping", "harden")
+MODES = ("plain", "pre-ping", "harden", "untagged")
 SCHEMES = {
     "psycopg": "postgresql+psycopg",
     "psycopg2": "postgresql+psycopg2",
@@ -95,6 +107,74 @@ def make_engine(url: str, mode: str) -> Engine:
     if mode == "pre-ping":
         return sqlalchemy.create_engine(url, pool_pre_ping=True)
     engine = sqlalchemy.create_engine(url)
+    if mode == "untagged":
+        return harden(engine, origin=False)
+    return harden(engine) if mode == "harden" else engine
+
+
+def round_trips(url: str, mode: str, count: int) -> float | None:
+    """Round trips per transaction (checkout and checkin included), as counted by the
+    server (MariaDB) or on the wire (psycopg 3's protocol trace), on a pool of one."""
+    engine = make_engine_sized(url, mode)
+    try:
+        for _ in range(3):
+            transaction(engine)  # settled: connected, prepared
+        name = engine.dialect.driver
+        if name in ("pymysql", "mysqldb"):
+            import pymysql
+
+            target = sqlalchemy.engine.make_url(url)
+            admin = pymysql.connect(host=target.host, port=target.port or 3306,
+                                    user=target.username, password=target.password or "",
+                                    autocommit=True)  # fmt: skip
+
+            def questions() -> int:
+                with admin.cursor() as cursor:
+                    cursor.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+                    row = cursor.fetchone()
+                return int(row[1]) if row else 0
+
+            try:
+                before = questions()
+                for _ in range(count):
+                    transaction(engine)
+                after = questions()
+            finally:
+                admin.close()
+            return (after - before - 1) / count  # less the second SHOW itself
+        if name == "psycopg":
+            import tempfile
+
+            with engine.connect() as connection:
+                raw = connection.connection.dbapi_connection
+                pgconn = getattr(raw, "pgconn", None)
+            if pgconn is None:
+                return None
+            with tempfile.TemporaryFile("w+") as trace:
+                pgconn.trace(trace.fileno())  # the pool's one connection, from now on
+                try:
+                    for _ in range(count):
+                        transaction(engine)
+                finally:
+                    pgconn.untrace()
+                trace.seek(0)
+                # "[timestamp\t]F\tlength\tMessage\t…": what the client sent.
+                lines = [line.split("\t") for line in trace]
+                sent = [p if p[0] == "F" else p[1:] for p in lines if "F" in p[:2]]
+            ends = sum(1 for parts in sent if len(parts) > 2 and parts[2] in ("Query", "Sync"))
+            return ends / count
+        return None
+    finally:
+        engine.dispose()
+
+
+def make_engine_sized(url: str, mode: str) -> Engine:
+    """``make_engine``'s engine with one pooled connection, so every checkout gets it."""
+    if mode == "pre-ping":
+        return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0)
+    engine = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0)
+    if mode == "untagged":
+        return harden(engine, origin=False)
     return harden(engine) if mode == "harden" else engine
 
 
@@ -133,6 +213,7 @@ def bench_driver(url: str, rounds: int) -> dict[str, float]:
     #: Per turn: each engine's mean seconds per transaction.
     spent: dict[str, list[float]] = {mode: [] for mode in MODES}
     checkout: dict[str, list[float]] = {mode: [] for mode in MODES}
+    trips: dict[str, float | None] = {}
     for _ in range(rounds):
         order = list(MODES)
         rng.shuffle(order)  # which engine connects first changes too
@@ -149,6 +230,9 @@ def bench_driver(url: str, rounds: int) -> dict[str, float]:
                     spent[mode].append(trimmed_mean([transaction(engine) for _ in range(RUN)]))
             for mode in order:
                 checkout[mode].append(checkout_seconds(engines[mode], CHECKOUTS))
+            if not trips:
+                for mode in MODES:
+                    trips[mode] = round_trips(url, mode, COUNTED)
         finally:
             for engine in engines.values():
                 engine.dispose()
@@ -159,6 +243,12 @@ def bench_driver(url: str, rounds: int) -> dict[str, float]:
         result[f"vs {other}"] = statistics.median(
             o / h for o, h in zip(spent[other], spent["harden"], strict=True)
         )
+    result["vs untagged"] = statistics.median(
+        u / h for u, h in zip(spent["untagged"], spent["harden"], strict=True)
+    )
+    for mode, count in trips.items():
+        if count is not None:
+            result[f"{mode} trips"] = count
     # What a liveness check costing nothing at all would reach against pre-ping.
     result["ceiling"] = statistics.median(
         o / h for o, h in zip(spent["pre-ping"], spent["plain"], strict=True)
@@ -283,7 +373,7 @@ def print_table(results: list[tuple[str, dict[str, float]]], rounds: int) -> boo
         vs_plain, vs_ping = rates["vs plain"], rates["vs pre-ping"]
         ok = vs_plain >= TARGET_VS_PLAIN and vs_ping >= TARGET_VS_PRE_PING
         missed |= not ok
-        counts = " | ".join(f"{rates[mode]:,.0f}" for mode in MODES)
+        counts = " | ".join(f"{rates[mode]:,.0f}" for mode in MODES[:3])
         verdict = "" if ok else " **missed**"
         print(
             f"| {driver} | {counts} | {vs_plain:.3f}× | {vs_ping:.2f}× "
@@ -294,9 +384,32 @@ def print_table(results: list[tuple[str, dict[str, float]]], rounds: int) -> boo
         "The last column is plain against pre-ping: the most a liveness check that cost "
         "nothing at all could reach against pre-ping on this machine."
     )
+    print(
+        "\nTagging every statement with its origin, against the same hardened engine "
+        "untagged (target ≥ "
+        f"{TARGET_VS_UNTAGGED}×), and what each transaction sent (must be equal): round "
+        "trips on psycopg 3's wire, statements MariaDB counted for the MySQL drivers "
+        "(Questions, where a ping is not one); not counted on psycopg2:\n"
+    )
+    print("| driver | tagged vs untagged | round trips, tagged | untagged | plain |")
+    print("|---|---:|---:|---:|---:|")
+    for driver, rates in results:
+        ratio = rates["vs untagged"]
+        tagged, untagged = rates.get("harden trips"), rates.get("untagged trips")
+        extra = tagged is not None and untagged is not None and tagged > untagged
+        bad = ratio < TARGET_VS_UNTAGGED or extra
+        missed |= bad
+
+        def shown(value: float | None) -> str:
+            return "not counted" if value is None else f"{value:.2f}"
+
+        print(
+            f"| {driver} | {ratio:.3f}× | {shown(tagged)} | {shown(untagged)} "
+            f"| {shown(rates.get('plain trips'))} |{' **missed**' if bad else ''}"
+        )
     print("\nOne checkout and checkin with no statement in between, µs (median):\n")
-    print("| driver | plain | pool_pre_ping | harden() |")
-    print("|---|---:|---:|---:|")
+    print("| driver | plain | pool_pre_ping | harden() | harden(origin=False) |")
+    print("|---|---:|---:|---:|---:|")
     for driver, rates in results:
         costs = " | ".join(f"{rates[f'{mode} µs']:.1f}" for mode in MODES)
         print(f"| {driver} | {costs} |")

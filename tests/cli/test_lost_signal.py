@@ -9,6 +9,8 @@ its whole ``--max-interval``.  The handler's record of the signal is what counts
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -76,3 +78,53 @@ def test_the_reaper_takes_over_a_lost_signal(signals_taken):
         assert received_signal() is None  # the reaper's now: the command exits 0
     finally:
         switch.restore()
+
+
+@pytest.mark.parametrize(("signum", "code", "said"), [
+    (signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted"),
+])  # fmt: skip
+def test_while_starting_a_signal_exits_at_once(signum, code, said):
+    """Before the command line's modules are imported nothing is open: the process exits
+    with the signal's status even where the exception would have been swallowed."""
+    program = (
+        "import signal\n"
+        "from sessionward.interfaces.shell._signals import take_signals\n"
+        "take_signals(exit_while_starting=True)\n"
+        "try:\n"
+        f"    signal.raise_signal({int(signum)})\n"
+        "except BaseException:\n"
+        "    pass  # swallowed, as compile() may\n"
+        "print('still running')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == code
+    assert done.stdout == ""
+    assert done.stderr == f"sessionward: {said}\n"
+
+
+def test_a_signal_exception_python_can_only_report_is_not_printed():
+    """Raised inside a weakref callback (importlib's module locks have one), a signal's
+    exception becomes "Exception ignored in …" with a traceback: the console script
+    keeps that quiet (the signal is recorded), and reports every other such error."""
+    program = (
+        "import weakref\n"
+        "from sessionward.interfaces.shell._signals import Terminated, take_signals\n"
+        "take_signals(exit_while_starting=True)\n"
+        "class Thing:\n"
+        "    pass\n"
+        "def ours(_):\n"
+        "    raise Terminated\n"
+        "def theirs(_):\n"
+        "    raise ValueError('a real problem')\n"
+        "first, second = Thing(), Thing()\n"
+        "refs = [weakref.ref(first, ours), weakref.ref(second, theirs)]\n"
+        "del first, second\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done
+    assert done.stdout == "alive\n"
+    assert "ValueError: a real problem" in done.stderr
+    assert "Terminated" not in done.stderr

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sessionward.core import Origin, parse_origin
-from sessionward.integrations.psycopg import origin_kwargs, origin_pool_args
+from sessionward.psycopg import origin_kwargs, origin_pool_args
 from tests.fix_servers import Server
 
 psycopg_pool = pytest.importorskip("psycopg_pool")

@@ -8,9 +8,9 @@ import pytest
 
 from sessionward import ConfigurationError, Timeouts, UnsupportedSetting
 from sessionward.integrations.django._timeouts import database_options
-from sessionward.integrations.psycopg import psycopg_kwargs
-from sessionward.integrations.psycopg2 import psycopg2_kwargs
-from sessionward.integrations.pymysql import pymysql_kwargs
+from sessionward.psycopg import psycopg_kwargs
+from sessionward.psycopg2 import psycopg2_kwargs
+from sessionward.pymysql import pymysql_kwargs
 
 NO_TCP = Timeouts(
     keepalive_idle_seconds=None,

@@ -23,10 +23,10 @@ from typing import Any
 from sessionward import Timeouts
 from sessionward.core import parse_target
 from sessionward.integrations.django._timeouts import database_options
-from sessionward.integrations.mysqlclient import mysqlclient_kwargs
-from sessionward.integrations.psycopg import psycopg_kwargs
-from sessionward.integrations.psycopg2 import psycopg2_kwargs
-from sessionward.integrations.pymysql import pymysql_kwargs
+from sessionward.mysqlclient import mysqlclient_kwargs
+from sessionward.psycopg import psycopg_kwargs
+from sessionward.psycopg2 import psycopg2_kwargs
+from sessionward.pymysql import pymysql_kwargs
 from tests.fix_servers import mysql_connect
 from tests.integrations.errors._client import client_settings
 from tests.integrations.errors._outcomes import Outcome, outcome_of

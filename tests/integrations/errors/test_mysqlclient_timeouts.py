@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sessionward import Timeouts
-from sessionward.integrations.mysqlclient import apply_timeouts, mysqlclient_kwargs
+from sessionward.mysqlclient import apply_timeouts, mysqlclient_kwargs
 from tests.integrations.errors._layers import LAYERS, MYSQLCLIENT, mysqlclient_connect
 from tests.integrations.errors.conftest import Lab
 from tests.integrations.errors.test_timeouts_readback import MARIADB_EVERYTHING, MARIADB_SELECT

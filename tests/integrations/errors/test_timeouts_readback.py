@@ -7,11 +7,11 @@ import sys
 import pytest
 
 from sessionward import Timeouts, UnsupportedSetting
-from sessionward.integrations.psycopg import apply_timeouts as apply_psycopg
-from sessionward.integrations.psycopg import psycopg_kwargs
-from sessionward.integrations.psycopg2 import apply_timeouts as apply_psycopg2
-from sessionward.integrations.pymysql import apply_timeouts as apply_pymysql
-from sessionward.integrations.pymysql import pymysql_kwargs
+from sessionward.psycopg import apply_timeouts as apply_psycopg
+from sessionward.psycopg import psycopg_kwargs
+from sessionward.psycopg2 import apply_timeouts as apply_psycopg2
+from sessionward.pymysql import apply_timeouts as apply_pymysql
+from sessionward.pymysql import pymysql_kwargs
 from tests.fix_servers import mysql_connect
 from tests.integrations.errors._client import client_settings
 from tests.integrations.errors._layers import LAYERS, PG_DRIVERS

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pytest
 from psycopg_pool import ConnectionPool
 
-from sessionward.integrations.psycopg import failover_check
+from sessionward.psycopg import failover_check
 from tests.integrations.failover.conftest import (
     ACCOUNTS,
     OPENING_BALANCE,

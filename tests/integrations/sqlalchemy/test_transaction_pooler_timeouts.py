@@ -15,7 +15,7 @@ import pytest
 
 from sessionward.core import Timeouts
 from sessionward.errors import PoolerRefused, StatementTimeout, classify
-from sessionward.integrations.psycopg import psycopg_kwargs
+from sessionward.psycopg import psycopg_kwargs
 from sessionward.sqlalchemy import apply_timeouts, apply_transaction_timeouts
 from tests.fix_pgbouncer import Bouncer
 

@@ -1,17 +1,24 @@
-"""mysqlclient (``MySQLdb``): ``Timeouts`` as connection arguments or on an open connection.
+"""Deprecated import path: the public one is ``sessionward.mysqlclient``.
 
-::
-
-    import MySQLdb
-    from sessionward import Timeouts
-    from sessionward.integrations.mysqlclient import mysqlclient_kwargs
-
-    timeouts = Timeouts(statement_seconds=30, lock_seconds=5, idle_in_transaction_seconds=60)
-    conn = MySQLdb.connect(host=..., **mysqlclient_kwargs(timeouts, flavor="mariadb"))
-
-Nothing here imports mysqlclient, which needs a C client library to build.
+The implementation lives in this package's modules; importing a name from the
+package itself still works, with a ``DeprecationWarning``.
 """
 
-from ._timeouts import apply_timeouts, mysqlclient_kwargs
+from __future__ import annotations
 
-__all__ = ["apply_timeouts", "mysqlclient_kwargs"]
+import importlib
+import warnings
+from typing import Any
+
+_PUBLIC = ("apply_timeouts", "mysqlclient_kwargs")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        "sessionward.integrations.mysqlclient is deprecated: import from sessionward.mysqlclient",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module("sessionward.mysqlclient"), name)

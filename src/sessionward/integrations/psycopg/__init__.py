@@ -1,29 +1,31 @@
-"""psycopg 3: ``Timeouts`` as connection arguments, or applied to an open connection; the
-session's origin (``service[pid]@host``) as its application name.
+"""Deprecated import path: the public one is ``sessionward.psycopg``.
 
-::
-
-    import psycopg
-    from sessionward import Timeouts
-    from sessionward.integrations.psycopg import psycopg_kwargs
-
-    timeouts = Timeouts(statement_seconds=30, lock_seconds=5, idle_in_transaction_seconds=60)
-    conn = psycopg.connect(url, **psycopg_kwargs(timeouts, server_version=150000))
-    pool = psycopg_pool.ConnectionPool(url, kwargs=psycopg_kwargs(timeouts))
-    named = psycopg_pool.ConnectionPool(url, kwargs=origin_kwargs(conninfo=url))
-    tagged = psycopg_pool.ConnectionPool(url, **origin_pool_args(conninfo=url))
-    ha = psycopg_pool.ConnectionPool(multi_host_url, check=failover_check)
+The implementation lives in this package's modules; importing a name from the
+package itself still works, with a ``DeprecationWarning``.
 """
 
-from ._failover import failover_check
-from ._origin import OriginWarning, origin_kwargs, origin_pool_args
-from ._timeouts import apply_timeouts, psycopg_kwargs
+from __future__ import annotations
 
-__all__ = [
+import importlib
+import warnings
+from typing import Any
+
+_PUBLIC = (
     "OriginWarning",
     "apply_timeouts",
     "failover_check",
     "origin_kwargs",
     "origin_pool_args",
     "psycopg_kwargs",
-]
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        "sessionward.integrations.psycopg is deprecated: import from sessionward.psycopg",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module("sessionward.psycopg"), name)

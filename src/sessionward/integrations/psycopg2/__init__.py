@@ -1,14 +1,24 @@
-"""psycopg2: ``Timeouts`` as connection arguments, or applied to an open connection.
+"""Deprecated import path: the public one is ``sessionward.psycopg2``.
 
-::
-
-    import psycopg2
-    from sessionward import Timeouts
-    from sessionward.integrations.psycopg2 import psycopg2_kwargs
-
-    conn = psycopg2.connect(url, **psycopg2_kwargs(Timeouts(statement_seconds=30)))
+The implementation lives in this package's modules; importing a name from the
+package itself still works, with a ``DeprecationWarning``.
 """
 
-from ._timeouts import apply_timeouts, psycopg2_kwargs
+from __future__ import annotations
 
-__all__ = ["apply_timeouts", "psycopg2_kwargs"]
+import importlib
+import warnings
+from typing import Any
+
+_PUBLIC = ("apply_timeouts", "psycopg2_kwargs")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        "sessionward.integrations.psycopg2 is deprecated: import from sessionward.psycopg2",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module("sessionward.psycopg2"), name)

@@ -1,15 +1,24 @@
-"""PyMySQL: ``Timeouts`` as connection arguments, or applied to an open connection.
+"""Deprecated import path: the public one is ``sessionward.pymysql``.
 
-::
-
-    import pymysql
-    from sessionward import Timeouts
-    from sessionward.integrations.pymysql import pymysql_kwargs
-
-    timeouts = Timeouts(statement_seconds=30, lock_seconds=5, idle_in_transaction_seconds=60)
-    conn = pymysql.connect(host=..., **pymysql_kwargs(timeouts, flavor="mariadb"))
+The implementation lives in this package's modules; importing a name from the
+package itself still works, with a ``DeprecationWarning``.
 """
 
-from ._timeouts import apply_timeouts, pymysql_kwargs
+from __future__ import annotations
 
-__all__ = ["apply_timeouts", "pymysql_kwargs"]
+import importlib
+import warnings
+from typing import Any
+
+_PUBLIC = ("apply_timeouts", "pymysql_kwargs")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        "sessionward.integrations.pymysql is deprecated: import from sessionward.pymysql",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module("sessionward.pymysql"), name)

@@ -64,14 +64,14 @@ def apply_timeouts(engine: Engine, timeouts: Timeouts, *, allow_partial: bool = 
 
 def _server_limits(driver: str, timeouts: Timeouts, allow_partial: bool) -> Callable[[Any], None]:
     if driver == "psycopg":
-        from ..psycopg import apply_timeouts as apply_psycopg
+        from ..psycopg._timeouts import apply_timeouts as apply_psycopg
 
         return lambda connection: apply_psycopg(connection, timeouts)
     if driver == "psycopg2":
-        from ..psycopg2 import apply_timeouts as apply_psycopg2
+        from ..psycopg2._timeouts import apply_timeouts as apply_psycopg2
 
         return lambda connection: apply_psycopg2(connection, timeouts)
     # Only public DB-API calls on the connection: PyMySQL's and mysqlclient's alike.
-    from ..pymysql import apply_timeouts as apply_pymysql
+    from ..pymysql._timeouts import apply_timeouts as apply_pymysql
 
     return lambda connection: apply_pymysql(connection, timeouts, allow_partial=allow_partial)

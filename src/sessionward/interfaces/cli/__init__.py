@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ..shell._signals import raise_pending, release_signals, stoppable, take_signals
+from ..shell._signals import release_signals, started, stoppable, take_signals
 
 # Not ``typing.TYPE_CHECKING``: importing typing would delay taking over Ctrl-C.
 TYPE_CHECKING = False
@@ -29,14 +29,14 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     previous signal handlers are restored before exiting.
     """
 
-    previous = take_signals()
+    previous = take_signals(exit_while_starting=argv is None)
 
     def run() -> int:
         # Imported only now, with Ctrl-C ours: click, rich and the drivers take a while.
         from ..shell._process import run_guarded
         from ._main import run as run_command
 
-        raise_pending()  # a signal during the imports may have lost its exception there
+        started()  # from here a signal unwinds instead of exiting at once
         return run_guarded(lambda: run_command(argv))
 
     try:

@@ -32,6 +32,10 @@ class Stopped(BaseException):
     A ``BaseException``, so that no ``except Exception`` on the way out swallows it.
     """
 
+    #: Raised by a signal handler (see ``shell._signals``): dropped quietly where Python
+    #: cannot raise it; the switch has recorded the signal by then.
+    from_signal = True
+
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum

@@ -30,6 +30,7 @@ from .._params import DURATION
 from .._text import printable
 from ..shell import _render
 from ..shell._process import say
+from ..shell._signals import raise_pending
 from ._episodes import find_episodes
 from ._store import Recorder, Recording, StoredFrame
 from ._values import MOMENT, SIZE
@@ -111,6 +112,7 @@ def _record(recorder: Recorder, control: SessionControl | None, dsn: str | None,
     outage = False
     try:
         while True:
+            raise_pending()  # a signal whose exception a lazy import swallowed
             started = time.monotonic()
             try:
                 if control is None:

@@ -3,12 +3,15 @@
 Until then a Ctrl-C is Python's, which prints a traceback; so this module is imported
 before anything else of the command line and imports nothing that takes time.
 
-The handler raises, but it also records the signal: an exception raised from a
-handler while modules are still being imported can be lost (CPython drops it inside
-``compile``) or wrapped (``__set_name__`` turns it into a ``RuntimeError`` before
-3.12).  So the record, not the exception, is what says a signal came:
-:func:`raise_pending` re-raises a lost one once the imports are done, a long-running
-command takes it over with :func:`take_pending`, and :func:`stoppable` reports it.
+While the console script is still importing its modules, a signal ends the
+process at once: nothing is open yet, and an exception raised from a handler
+among the imports can be lost (CPython drops it inside ``compile``) or wrapped
+(``__set_name__`` turns it into a ``RuntimeError`` before 3.12).  Once they are
+imported (:func:`started`), the handler raises, so connections are closed on the
+way out, and records the signal: a later lazy import may still lose the
+exception, so the record is what says a signal came: a long-running command
+takes it over with :func:`take_pending`, :func:`raise_pending` re-raises it, and
+:func:`stoppable` reports it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     import signal
     from collections.abc import Callable
     from types import FrameType
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
     Handler: TypeAlias = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 else:
@@ -46,9 +49,30 @@ class Terminated(BaseException):
     A ``BaseException`` so that no ``except Exception`` in between swallows it.
     """
 
+    #: Raised by a signal handler: where Python cannot raise it (a weakref callback
+    #: inside the import machinery), it is dropped quietly; the signal is recorded.
+    from_signal = True
+
+
+def _quiet_unraisable(unraisable: Any) -> None:
+    """``sys.unraisablehook`` of the console script: a signal's exception that Python
+    could only report as "Exception ignored in …" is not printed (the signal was
+    recorded and is acted on); anything else is reported as before."""
+    kind = unraisable.exc_type
+    if isinstance(kind, type) and (
+        issubclass(kind, KeyboardInterrupt) or getattr(kind, "from_signal", False)
+    ):
+        return
+    _default_unraisable(unraisable)
+
+
+_default_unraisable = sys.unraisablehook
+
 
 #: The signal received since ``take_signals``, whether or not its exception got through.
 _received: list[int] = []
+#: Whether the command line is still importing its modules: a signal then exits at once.
+_starting: list[bool] = [False]
 
 
 def _stop_now(signum: int, frame: FrameType | None) -> None:
@@ -58,6 +82,11 @@ def _stop_now(signum: int, frame: FrameType | None) -> None:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
+    if _starting[0]:
+        # Nothing is open yet, and an exception raised among the imports may be lost
+        # (inside ``compile``) or wrapped: exit now, as the signal asked.
+        say("interrupted" if signum == SIGINT else "terminated")
+        os._exit(128 + signum)
     for each in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(each) is _on_signal:
             signal.signal(each, _stop_now)
@@ -67,14 +96,19 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def take_signals() -> dict[int, Handler]:
+def take_signals(*, exit_while_starting: bool = False) -> dict[int, Handler]:
     """Turn SIGINT into ``KeyboardInterrupt`` and SIGTERM into ``Terminated``.
 
     Returns the handlers replaced. A signal ignored when the process started (a
     background job) stays ignored; outside the main thread nothing changes.
+    ``exit_while_starting`` (the console script): until :func:`started`, a signal
+    ends the process at once with its status.
     """
     previous: dict[int, Handler] = {}
     _received.clear()
+    _starting[0] = exit_while_starting
+    if exit_while_starting:  # the console script's own process, not an in-process caller's
+        sys.unraisablehook = _quiet_unraisable
     for signum in (signal.SIGINT, signal.SIGTERM):
         current = signal.getsignal(signum)
         if current == signal.SIG_IGN:
@@ -97,6 +131,13 @@ def take_pending() -> int | None:
     signum = received_signal()
     _received.clear()
     return signum
+
+
+def started() -> None:
+    """The command line's modules are imported: from now on a signal unwinds, closing
+    what is open on the way out."""
+    _starting[0] = False
+    raise_pending()
 
 
 def raise_pending() -> None:

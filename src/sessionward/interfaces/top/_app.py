@@ -435,6 +435,8 @@ def describe_ending(action: Action, pid: int, frame: Frame) -> str:
         state = session.state or session.backend_kind
         age = session.state_age_seconds
         about.append(f"{state} {format_age(age)}".strip())
+        if session.origin is not None and session.origin.code:
+            about.append(f"held by {session.origin.code}")
     who = f"pid {pid}" + (f" ({', '.join(about)})" if about else "")
     if action is Action.TERMINATE:
         what = f"Terminate {who}: its session ends, an open transaction rolls back"
@@ -446,7 +448,8 @@ def describe_ending(action: Action, pid: int, frame: Frame) -> str:
 
 
 def _haystack(s: Session) -> str:
-    parts = (str(s.pid), s.user, s.database, s.application, s.client, s.state, s.query)
+    origin = _render.origin_text(s.origin)
+    parts = (str(s.pid), s.user, s.database, s.application, s.client, s.state, origin, s.query)
     return " ".join(p for p in parts if p).lower()
 
 
@@ -521,5 +524,7 @@ def _detail(s: Session, frame: Frame) -> Text:
         text.append(f"blocking {' '.join(map(str, blocking))}", style="bold red")
     if s.blocked_by or blocking:
         text.append("\n")
+    if s.origin is not None:  # who holds it, as the client said: untrusted, escaped
+        text.append(f"origin {printable(_render.origin_text(s.origin))}\n", style="cyan")
     text.append(printable(s.query or "", keep_newlines=False), style="italic")
     return text
