@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench compat matrix docs clean
+.PHONY: demo test lint typecheck bench compat matrix package docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dropdb.py || status=1; \
 	$(BIN)/python bench/liveness.py || status=1; \
 	$(BIN)/python bench/reaper.py --sizes 20,1000 || status=1; \
+	$(BIN)/python bench/recorder.py || status=1; \
 	exit $$status
 
 ## make compat: Django's and SQLAlchemy's own tests, plain and with sessionward
@@ -46,11 +47,16 @@ bench: $(STAMP)
 compat: $(STAMP)
 	$(BIN)/python compat/run.py $(COMPAT_ARGS)
 
-# Other Pythons (pyenv's, when present) and PostgreSQL 16: see noxfile.py.
+# Other Pythons (pyenv's, when present), PostgreSQL 16, and the built wheel and
+# sdist, each installed in a clean venv outside the checkout: see noxfile.py.
 MATRIX_PATH := $(shell ls -d $$HOME/.pyenv/versions/3.10*/bin $$HOME/.pyenv/versions/3.13*/bin 2>/dev/null | tr '\n' ':')
 matrix: $(STAMP)
-	PATH="$(MATRIX_PATH)$$PATH" $(BIN)/nox -s python-3.10 python-3.13 postgresql-16
+	PATH="$(MATRIX_PATH)$$PATH" $(BIN)/nox -s python-3.10 python-3.13 postgresql-16 wheel sdist
 	$(BIN)/python .ci/matrix_table.py .ci/matrix
+
+## make package: build the wheel and sdist and check each from a clean venv
+package: $(STAMP)
+	$(BIN)/nox -s wheel sdist
 
 # The docs site, into site/; a warning (a broken link or anchor) fails it.
 docs: $(STAMP)

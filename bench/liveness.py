@@ -6,9 +6,13 @@ engines on the same server, timed in the same run:
 
 - plain: ``create_engine(url)``, which hands out dead connections;
 - pre-ping: ``create_engine(url, pool_pre_ping=True)``, a round trip per checkout;
-- harden: ``harden(create_engine(url))``, a look at the socket per checkout,
-  every statement tagged with its origin (a sqlcommenter comment);
-- untagged: ``harden(create_engine(url), origin=False)``: what tagging costs.
+- harden: ``create_engine(url, plugins=["sessionward"],
+  sessionward_skip_rollback_after_commit=True)``, which is ``harden()`` (a
+  look at the socket per checkout, every statement tagged with its origin, a
+  sqlcommenter comment) plus, on PyMySQL and mysqlclient, the pool's reset
+  without the ``ROLLBACK`` after a commit (see
+  ``sessionward.integrations.sqlalchemy._reset``);
+- untagged: the same with ``sessionward_origin=False``: what tagging costs.
 
 Round trips per transaction are counted for each engine, from what the server
 or the wire saw: MariaDB's ``Questions`` counter, and on psycopg 3 libpq's
@@ -36,7 +40,8 @@ MariaDB/MySQL: a throwaway ``mariadbd`` (the test suite's helper, with
 ``fsync = off``), or ``--mysql URL``: a server that flushes its log at every
 commit spends milliseconds on the disk, which hides any per-checkout cost.
 
-Run: ``make bench`` or ``.venv/bin/python bench/liveness.py [--rounds 40]``.
+Run: ``make bench`` or ``.venv/bin/python bench/liveness.py [--rounds 40] [--async]``
+(``--async``: the AsyncEngine rows of ``bench/_liveness_async.py`` too).
 Prints a Markdown table and exits non-zero when harden() is below 1.0x plain
 or below 1.3x pre-ping for any driver, when tagging costs more than 2 %, or when
 it adds a round trip.
@@ -54,13 +59,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from sessionward.embedded import EmbeddedPostgres
-from sessionward.sqlalchemy import harden
 
 TARGET_VS_PLAIN = 1.0
 TARGET_VS_PRE_PING = 1.3
@@ -103,13 +108,19 @@ def mysql_drivers() -> list[str]:
     return ["pymysql", "mysqldb"]
 
 
-def make_engine(url: str, mode: str) -> Engine:
+def make_engine(url: str, mode: str, **pool: Any) -> Engine:
+    """The engine of ``mode``; the hardened ones through the ``sessionward`` plugin, asked
+    to leave out the ``ROLLBACK`` after a commit (PyMySQL and mysqlclient; psycopg and
+    psycopg2 skip it themselves)."""
     if mode == "pre-ping":
-        return sqlalchemy.create_engine(url, pool_pre_ping=True)
-    engine = sqlalchemy.create_engine(url)
+        return sqlalchemy.create_engine(url, pool_pre_ping=True, **pool)
     if mode == "untagged":
-        return harden(engine, origin=False)
-    return harden(engine) if mode == "harden" else engine
+        pool = {**pool, "sessionward_origin": False}
+    if mode in ("harden", "untagged"):
+        return sqlalchemy.create_engine(
+            url, plugins=["sessionward"], sessionward_skip_rollback_after_commit=True, **pool
+        )
+    return sqlalchemy.create_engine(url, **pool)
 
 
 def round_trips(url: str, mode: str, count: int) -> float | None:
@@ -170,12 +181,7 @@ def round_trips(url: str, mode: str, count: int) -> float | None:
 
 def make_engine_sized(url: str, mode: str) -> Engine:
     """``make_engine``'s engine with one pooled connection, so every checkout gets it."""
-    if mode == "pre-ping":
-        return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0)
-    engine = sqlalchemy.create_engine(url, pool_size=1, max_overflow=0)
-    if mode == "untagged":
-        return harden(engine, origin=False)
-    return harden(engine) if mode == "harden" else engine
+    return make_engine(url, mode, pool_size=1, max_overflow=0)
 
 
 _INSERT = text("INSERT INTO sw_bench_rows (id, v) VALUES (:id, 0)")
@@ -331,7 +337,11 @@ def main() -> int:
         "--rounds", type=int, default=40, help=f"rounds of {BATCH} per engine (at least 3)"
     )
     parser.add_argument("--mysql", metavar="URL", help="instead of a throwaway mariadbd")
+    parser.add_argument("--async", dest="async_rows", action="store_true", help="async rows too")
     args = parser.parse_args()
+    async_results: list[tuple[str, dict[str, float]]] = []
+    if args.async_rows:
+        import _liveness_async  # bench/, beside this script: the async rows
     rounds = max(args.rounds, 3)
     results: list[tuple[str, dict[str, float]]] = []
     with EmbeddedPostgres() as pg:
@@ -341,6 +351,8 @@ def main() -> int:
             url = f"{SCHEMES[driver]}://{pg.url.split('://', 1)[1]}"
             prepare(url)
             results.append((driver, bench_driver(url, rounds)))
+        if args.async_rows:
+            async_results += _liveness_async.run(pg.url, None, rounds)
     with mysql_server(args.mysql) as (mysql_url, mysql_pid):
         if mysql_url is None:
             print("no MariaDB/MySQL: give --mysql URL", file=sys.stderr)
@@ -353,7 +365,11 @@ def main() -> int:
                 results.append((driver, bench_driver(url, rounds)))
             finally:
                 drop(url)
+        if args.async_rows:
+            async_results += _liveness_async.run(None, mysql_url, rounds)
     missed = print_table(results, rounds)
+    if args.async_rows:
+        missed |= _liveness_async.print_table(async_results, rounds)
     return 1 if missed else 0
 
 
@@ -382,7 +398,9 @@ def print_table(results: list[tuple[str, dict[str, float]]], rounds: int) -> boo
     print(f"\nTargets: harden() ≥ {TARGET_VS_PLAIN}× plain and ≥ {TARGET_VS_PRE_PING}× pre-ping.")
     print(
         "The last column is plain against pre-ping: the most a liveness check that cost "
-        "nothing at all could reach against pre-ping on this machine."
+        "nothing at all could reach against pre-ping on this machine, unless the hardened "
+        "engine does less than plain (on PyMySQL and mysqlclient it leaves out the "
+        "ROLLBACK after each commit)."
     )
     print(
         "\nTagging every statement with its origin, against the same hardened engine "

@@ -392,6 +392,17 @@ def victims() -> Iterator[Any]:
         victim.close()
 
 
+#: Longer parameters get a short id: pytest puts the id in PYTEST_CURRENT_TEST, and a
+#: megabyte of it makes the environment too big for any subprocess the test starts.
+MAX_PARAMETER_ID = 80
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    if isinstance(val, str | bytes) and len(val) > MAX_PARAMETER_ID:
+        return f"{argname}-{len(val)}-long"
+    return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_superuser: the test creates roles")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 
 import jsonschema
 import pytest
@@ -365,3 +367,121 @@ def test_metrics_count_sessions_by_origin(server, ended_after):
         f'sessionward_sessions_by_origin{{code="reports/daily.py:88",service="billing",'
         f'state="{state}"}} 2.0'
     ) in series
+
+
+# --------------------------------------------------------------------------- MariaDB, idle
+
+
+def _mariadb_idle_then_running(server: Server, cli, driver: str) -> tuple[dict, dict, dict, int]:
+    """A hardened engine's session on MariaDB, as ``ls --json`` shows it: idle in a
+    transaction, running a statement, idle again; and the line that took it."""
+    import sys
+    import threading
+
+    import sqlalchemy
+
+    from sessionward.sqlalchemy import harden
+
+    db, user = server.create_database(), server.create_user()
+    prepare_table(server, db)
+    url = f"mysql+{driver}://{server.url_for(db, user).split('://', 1)[1]}"
+    engine = harden(sqlalchemy.create_engine(url, pool_size=1), origin="billing")
+
+    def row(pid: int, running: bool) -> dict | None:
+        found = sessions(cli, server, "--user", user).get(pid)
+        if found is None or (found["state"] == "idle in transaction") == running:
+            return None
+        return found if (found["query"] is not None) == running else None
+
+    lock = f"sw-origin-{db}"
+    holder = server.admin()  # holds a user lock the session's statement then waits for
+    try:
+        holder.cursor().execute("SELECT GET_LOCK(%s, 0)", (lock,))
+        with engine.connect() as connection:
+            line = sys._getframe().f_lineno - 1
+            pid = int(connection.exec_driver_sql("SELECT CONNECTION_ID()").scalar())
+            connection.execute(sqlalchemy.text("INSERT INTO t (v) VALUES (1)"))  # InnoDB
+            idle = wait_until(lambda: row(pid, False), what="idle")
+            waiting = threading.Thread(
+                target=connection.execute,
+                args=(sqlalchemy.text("SELECT GET_LOCK(:lock, 30)"), {"lock": lock}),
+            )
+            waiting.start()
+            try:
+                running = wait_until(lambda: row(pid, True), what="running")
+            finally:
+                holder.cursor().execute("SELECT RELEASE_LOCK(%s)", (lock,))
+                waiting.join(30)
+            again = wait_until(lambda: row(pid, False), what="idle again")
+            connection.rollback()
+    finally:
+        holder.close()
+        engine.dispose()
+    return idle, running, again, line
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
+def test_mariadb_names_the_code_line_only_while_a_statement_runs(mysql, cli, driver):
+    """MariaDB's process list shows a statement only while it runs (``INFO`` is NULL
+    for a session idle in a transaction, and so is ``INNODB_TRX.trx_query``); without
+    performance_schema (the default) an idle session shows no origin at all."""
+    ((performance_schema,),) = mysql.execute("SELECT @@performance_schema")
+    idle, running, again, line = _mariadb_idle_then_running(mysql, cli, driver)
+    assert running["origin"] == {
+        "service": "billing",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "holder": "MainThread",
+        "code": f"tests/servers/test_origin_servers.py:{line}",
+    }
+    assert running["query"].startswith("SELECT GET_LOCK(")
+    assert "/*sw_code=" in running["query"]
+    # Idle: at most what the program_name connection attribute says (PyMySQL, and only
+    # with performance_schema on); the holder and the code line never.
+    named = {"service": "billing", "host": socket.gethostname(), "pid": os.getpid()}
+    expected = named if performance_schema and driver == "pymysql" else None
+    for row in (idle, again):
+        assert row["query"] is None
+        assert row["origin"] == expected
+
+
+@pytest.fixture(scope="module")
+def mariadb_with_performance_schema():
+    """A throwaway MariaDB with performance_schema on (off by default)."""
+    from tests.fix_servers import missing_server
+    from tests.integrations.errors._own_servers import OwnMariaDB
+
+    reason = OwnMariaDB.available()
+    if reason:
+        missing_server(f"no throwaway MariaDB: {reason}")
+    own = OwnMariaDB("--performance-schema=ON")
+    own.start()
+    server = Server("mariadb-performance-schema", "mysql", own.url)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        own.stop()
+
+
+@pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])
+def test_with_performance_schema_an_idle_pymysql_session_names_service_host_and_pid(
+    mariadb_with_performance_schema, cli, driver
+):
+    """PyMySQL's ``program_name`` connection attribute (``service[pid]@host``) is in
+    ``performance_schema.session_connect_attrs``: an idle session shows those three.
+    mysqlclient sends no connection attribute of ours: nothing."""
+    server = mariadb_with_performance_schema
+    assert server.execute("SELECT @@performance_schema") == [(1,)]
+    idle, running, again, line = _mariadb_idle_then_running(server, cli, driver)
+    name = f"billing[{os.getpid()}]@{socket.gethostname()}"
+    named = {"service": "billing", "host": socket.gethostname(), "pid": os.getpid()}
+    for row in (idle, again):
+        assert row["query"] is None
+        assert row["application"] == (name if driver == "pymysql" else None)
+        assert row["origin"] == (named if driver == "pymysql" else None)
+    assert running["origin"] == {
+        **named,
+        "holder": "MainThread",
+        "code": f"tests/servers/test_origin_servers.py:{line}",
+    }

@@ -319,3 +319,107 @@ def test_bad_record_options_are_one_line(run_cli, tmp_path, args, expected):
     assert result.code == 2
     assert result.err.count("\n") == 1, result.err
     assert expected in result.err
+
+
+def _changing(index: int, taken_at: dt.datetime) -> Snapshot:
+    """Sessions that come, go and change from frame to frame (ages to the millisecond)."""
+    rows = tuple(
+        Session(
+            pid=pid,
+            state=("idle", "active", "idle in transaction")[(pid + index) % 3],
+            user="app" if pid % 2 else "batch",
+            database="shop",
+            client_addr=f"10.0.0.{pid}",
+            query=f"SELECT {pid}" if pid % 4 else f"UPDATE t SET n = {index}",
+            state_age_seconds=round(0.125 * index + pid / 1000, 3),
+            xact_age_seconds=None if (pid + index) % 3 != 2 else 1.5 + index,
+            blocked_by=(2,) if pid == 3 and 4 <= index <= 9 else (),
+            wait="Lock:transactionid" if pid == 3 and 4 <= index <= 9 else None,
+        )
+        for pid in range(1 + index % 5, 12 + index % 7)  # pids leave and arrive
+    )
+    server = ServerInfo(engine="postgresql", version="15.20", version_num=150020, own_pid=1)
+    return Snapshot(server=server, taken_at=taken_at, sessions=rows)
+
+
+def test_keyframes_and_deltas_read_back_exactly_even_when_retention_cuts_a_keyframe(tmp_path):
+    from sessionward.interfaces.recorder._store import KEYFRAME_EVERY
+
+    path = str(tmp_path / "d.sqlite")
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=1)
+    written = [_changing(i, start + dt.timedelta(seconds=5 * i)) for i in range(3 * KEYFRAME_EVERY)]
+    # Keep 100 s: the frame that falls out each time is older than the keyframe of some
+    # frames kept, so those are stored again against a new keyframe.
+    with Recorder(path, interval_seconds=5, retain_seconds=100, max_bytes=2**30) as rec:
+        for snapshot in written:
+            rec.write(snapshot, own_pids=(1,))
+    with closing(sqlite3.connect(path)) as conn:
+        keyframes, deltas = conn.execute(
+            "SELECT count(*) FILTER (WHERE base_id IS NULL), count(base_id) FROM frames"
+        ).fetchone()
+        (dangling,) = conn.execute(
+            "SELECT count(*) FROM frames WHERE base_id NOT IN (SELECT id FROM frames)"
+        ).fetchone()
+    assert keyframes >= 1, keyframes
+    assert deltas >= 1, deltas
+    assert dangling == 0
+    with Recording(path) as recording:
+        frames = list(recording.between(start, start + dt.timedelta(days=1)))
+        kept = written[-len(frames) :]
+        assert len(frames) == 21  # 100 s at 5 s, both ends included
+        for frame, snapshot in zip(frames, kept, strict=True):
+            assert frame.snapshot.taken_at == snapshot.taken_at
+            assert frame.snapshot.sessions == snapshot.sessions
+        # One frame alone (``--at``): its keyframe is read too.
+        middle = recording.at_or_before(kept[10].taken_at)
+        assert middle is not None
+        assert middle.snapshot.sessions == kept[10].sessions
+
+
+def test_a_schema_1_recording_is_read_and_then_appended_to(tmp_path, run_cli):
+    """Files of the first schema (no deltas) are read as they are; a recorder adds the
+    keyframe column before writing more."""
+    import lzma
+
+    from sessionward.core._snapshot_json import snapshot_to_dict
+    from sessionward.interfaces.recorder._store import APPLICATION_ID
+
+    path = str(tmp_path / "v1.sqlite")
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(minutes=5)
+    old = _changing(4, start)
+    document = snapshot_to_dict(old)
+    rows = document.pop("sessions")
+    document["count"] = len(rows)
+    document["columns"] = {n: [r[n] for r in rows] for n in rows[0] if n != "blocking"}
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE frames (id INTEGER PRIMARY KEY, taken_at REAL NOT NULL,"
+            " own_pids TEXT NOT NULL, sessions INTEGER NOT NULL, waiting INTEGER NOT NULL,"
+            " data BLOB NOT NULL);"
+            "CREATE INDEX frames_taken_at ON frames (taken_at);"
+            "CREATE TABLE edges (frame_id INTEGER NOT NULL, waiter INTEGER NOT NULL,"
+            " blocker INTEGER NOT NULL);"
+        )
+        conn.execute(
+            "INSERT INTO frames (taken_at, own_pids, sessions, waiting, data)"
+            " VALUES (?, '[1]', ?, 1, ?)",
+            (start.timestamp(), len(rows), lzma.compress(json.dumps(document).encode())),
+        )
+    with Recording(path) as recording:
+        (frame,) = recording.between(start, start + dt.timedelta(days=1))
+        assert frame.snapshot.sessions == old.sessions
+    result = run_cli("history", path, "--at", start.isoformat(), "--json")
+    assert result.code == 0, result.err
+
+    later = [_changing(i, start + dt.timedelta(seconds=5 * i)) for i in range(1, 4)]
+    with Recorder(path, interval_seconds=5, retain_seconds=86400, max_bytes=2**30) as rec:
+        for snapshot in later:
+            rec.write(snapshot, own_pids=(1,))
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    with Recording(path) as recording:
+        frames = list(recording.between(start, start + dt.timedelta(days=1)))
+        assert [f.snapshot.sessions for f in frames] == [old.sessions] + [s.sessions for s in later]

@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -72,6 +73,12 @@ def test_sessions_idle_toggle_filter_and_a_confirmed_terminate(server, victims):
                     and app.frame.snapshot.get(victim.pid).state == "idle in transaction"
                 ),
             )
+            # The header's first line says what a refresh costs, and fits 80 columns.
+            first = str(app.query_one("#status").render()).splitlines()[0]
+            cost = re.search(r"\(read \d+ms · (\d+) quer(y|ies)\)", first)
+            assert cost is not None, first
+            assert 1 <= int(cost.group(1)) <= 2, first
+            assert len(first) <= 80 - 2, first  # the status bar pads one column each side
             await pilot.press("i")  # hide plain idle sessions; idle in transaction stays
             assert _shown(app) == {victim.pid}
             await pilot.press("i")

@@ -399,3 +399,93 @@ def test_an_origin_never_lifts_a_protection():
     sweep = decide(policy, _snapshot(*sessions), now=0.0)
     assert [d.session.pid for d in sweep.to_act()] == [13]
     assert sorted(pid.pid for _, pid, _ in sweep.protected) == [1, 10, 11, 12]
+
+
+# --------------------------------------------------------------------------- the client's caches
+
+
+def test_a_statement_is_tagged_once_then_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sessionward.integrations import _origin
+
+    comment = _origin.Comment("/*sw_code='a.py%3A1'*/")
+    first = _origin.tagged("SELECT %s", comment, True)
+    assert first == "SELECT %s /*sw_code='a.py%%3A1'*/"
+    assert _origin.tagged("".join(["SELECT ", "%s"]), comment, True) is first  # an equal text
+    assert _origin.tagged("SELECT %s", comment, False) == "SELECT %s /*sw_code='a.py%3A1'*/"
+    # Not strings, or not hashable: sent as they are.
+    assert _origin.tagged(b"SELECT 1", comment, False) == b"SELECT 1"
+    unhashable = ["SELECT 1"]
+    assert _origin.tagged(unhashable, comment, False) is unhashable
+    # A long statement is tagged each time, not kept; the cache is bounded.
+    long = "SELECT 1" + " " * _origin._MAX_CACHED_STATEMENT_CHARS
+    assert _origin.tagged(long, comment, False).endswith(comment.text)
+    assert (long, comment.text) not in _origin._tagged_statements
+    monkeypatch.setattr(_origin, "_MAX_TAGGED_STATEMENTS", 3)
+    for n in range(10):
+        _origin.tagged(f"SELECT {n}", comment, False)
+    assert len(_origin._tagged_statements) <= 3
+
+
+def test_a_sites_comment_is_built_once_and_again_after_a_fork(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sessionward.integrations import _origin
+
+    built: list[Origin] = []
+    real = _origin.encode_comment
+
+    def counting(origin: Origin, max_bytes: int = 512) -> str:
+        built.append(origin)
+        return real(origin, max_bytes)
+
+    monkeypatch.setattr(_origin, "encode_comment", counting)
+    tagger = _origin.Tagger("billing", 512, host="web-1")
+    site = test_a_sites_comment_is_built_once_and_again_after_a_fork.__code__
+    key = (id(site), 4, "Thread-7 (work)")
+    assert tagger.cached(key) is None
+    made = tagger.remember(key, key[2], "a.py:1", site)
+    assert made.site is site  # keeps the code, so its id is not reused while cached
+    assert tagger.cached(key) is made
+    assert [(o.holder, o.code) for o in built] == [("Thread (work)", "a.py:1")]
+    monkeypatch.setattr(_origin, "_pid", [_origin._pid[0] + 1])  # as after a fork
+    assert tagger.cached(key) is None
+    again = tagger.remember(key, key[2], "a.py:1", site)
+    parsed = parse_origin(None, "SELECT 1 " + again.text)
+    assert parsed is not None
+    assert parsed.pid == _origin._pid[0]
+
+
+def test_a_tagging_cursor_class_per_slot_forwards_what_it_was_given() -> None:
+    from sessionward.integrations import _origin
+
+    calls: list[tuple[object, ...]] = []
+
+    class Cursor:
+        def execute(self, query: object, params: object = None, *, prepare: object = None):
+            calls.append((query, params, prepare))
+
+        def executemany(self, query: object, rows: object) -> None:
+            calls.append((query, rows))
+
+    one, two = _origin.Slot(), _origin.Slot()
+    first = _origin.tagging_class(Cursor, percent=True, many=True, slot=one)
+    second = _origin.tagging_class(first, percent=True, many=True, slot=two)  # not stacked
+    assert first is not second
+    assert first.__mro__[1] is second.__mro__[1]  # one shared class with the methods
+    assert sum(issubclass(c, _origin._Tagging) for c in second.__mro__) == 3
+    first().execute("SELECT 1")
+    one.comment = _origin.Comment("/*sw_holder='a%2Fb'*/")
+    two.comment = _origin.Comment("/*sw_holder='c'*/")
+    first().execute("SELECT 1")
+    first().execute("SELECT %s", (1,))
+    first().execute("SELECT %s", params=(1,), prepare=True)
+    first().executemany("INSERT %s", [(1,)])
+    second().execute("SELECT 1")
+    assert calls == [
+        ("SELECT 1", None, None),
+        ("SELECT 1 /*sw_holder='a%2Fb'*/", None, None),
+        ("SELECT %s /*sw_holder='a%%2Fb'*/", (1,), None),
+        ("SELECT %s /*sw_holder='a%%2Fb'*/", (1,), True),
+        ("INSERT %s /*sw_holder='a%%2Fb'*/", [(1,)]),
+        ("SELECT 1 /*sw_holder='c'*/", None, None),
+    ]

@@ -36,6 +36,11 @@ Message text is read only where the driver gives no code, and only in English:
   the whole message (``query_wait_timeout``, ``server conn crashed?`` …), in
   English always (it has no translations): the reason picks the ``Pooler*``
   class.  An ``08P01`` with another text stays ``ConnectionLost``.
+- A server session terminated behind PgBouncer while a psycopg 3 client waits
+  for ``BEGIN`` or ``COMMIT`` brings two FATAL errors (the server's ``57P01``,
+  passed on, then PgBouncer's "server conn crashed?") and the end of the
+  connection; psycopg reports only its own ``InternalError("received 2 results
+  from command 'COMMIT'")``, with no code: ``ConnectionLost``.
 
 An unrecognised text falls back to the safe, generic class.
 """
@@ -143,6 +148,9 @@ _MYSQL_DRIVERS = frozenset({"pymysql", "MySQLdb", "asyncmy"})
 _ASYNCPG_CLOSED_TEXT = "connection is closed"
 #: Drivers that raise InterfaceError for a connection that is already closed.
 _CLOSED_IS_INTERFACE_ERROR = frozenset({"psycopg2", "pymysql", "MySQLdb"})
+#: psycopg 3's own text (never the server's) when a transaction command got several
+#: results: two FATAL errors, as behind PgBouncer, and then the connection's end.
+_PSYCOPG_RESULTS_TEXT = " results from command "
 _MAX_WRAPPERS = 8
 
 
@@ -336,6 +344,10 @@ def _libpq_without_code(
     """psycopg or psycopg2 errors that carry no SQLSTATE."""
     if driver in _CLOSED_IS_INTERFACE_ERROR and _is_a(error, "InterfaceError"):
         return ConnectionLost, None
+    if driver == "psycopg" and _is_a(error, "InternalError"):
+        text = str(error)
+        lost = text.startswith("received ") and _PSYCOPG_RESULTS_TEXT in text
+        return (ConnectionLost, None) if lost else (None, None)
     if not _is_a(error, "OperationalError"):
         return None, None
     texts = [str(error), _psycopg2_server_message(error), *notes]

@@ -13,6 +13,12 @@ The comment must be the same text for the same site, or statement caches and
 prepared statements would see a new statement each time: Python's automatic
 counters in thread and task names (``Thread-12 (work)``, ``Task-3``) are left
 out, and a task without a name of its own is named by its coroutine.
+
+What it costs, at most a few hundred nanoseconds: a checkout looks its comment
+up by ``(id(code), offset, thread name)`` (``Tagger``) and puts it in the
+connection's ``Slot``; a statement finds the slot as a class attribute of its
+cursor (a cursor class per connection) and its tagged text by ``(statement,
+comment)`` (``tagged``).  Everything is built once per site and statement.
 """
 
 from __future__ import annotations
@@ -23,8 +29,7 @@ import re
 import socket
 import sys
 import threading
-import weakref
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from ..core import ConfigurationError, Origin, application_name_for, encode_comment, with_comment
@@ -38,6 +43,8 @@ _MAX_CACHED = 4096
 _COUNTER = re.compile(r"\A(Thread|Dummy|Task)-[0-9]+(?= \(|\Z)")
 _holder_names: dict[str, str] = {}
 _short_paths: dict[str, str] = {}
+
+_current_thread = threading.current_thread
 
 #: This process's pid; a fork learns its own (``register_at_fork``).
 _pid = [os.getpid()]
@@ -117,6 +124,11 @@ def thread_holder() -> str:
     return holder_name(threading.current_thread().name)
 
 
+def thread_name() -> str:
+    """The current thread's name as it is: a cache key (``holder_name`` applies once)."""
+    return _current_thread().name
+
+
 def task_holder() -> str:
     """The running asyncio task (by its coroutine when it has no name of its own), else
     the thread."""
@@ -168,7 +180,12 @@ def code_line(filename: str, line: int | None) -> str:
 
 class Tagger:
     """The comments of one engine or connection: service and host are fixed, the pid
-    follows forks, the holder and code line vary; each comment is built once."""
+    follows forks, the holder and code line vary; each comment is built once.
+
+    Keys are ``(id(code), instruction offset, holder name)``: an ``id`` and a string
+    hash at once, where a code object's hash walks its constants each time; the
+    ``Comment`` keeps the code object alive, so its ``id`` is not reused meanwhile.
+    """
 
     __slots__ = ("_cache", "_pid", "host", "max_bytes", "service")
 
@@ -177,29 +194,38 @@ class Tagger:
         self.max_bytes = max_bytes
         self.host = host if host is not None else host_name()
         self._pid = current_pid()
-        #: (holder, code) -> (comment, the comment with ``%`` doubled)
-        self._cache: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._cache: dict[tuple[int, int, str], Comment] = {}
 
     def application_name(self) -> str:
         """``service[pid]@host``, at most 63 bytes."""
         return application_name_for(self.service, current_pid(), self.host)
 
-    def cached(self, key: tuple[Any, ...]) -> tuple[str, str] | None:
+    def cached(self, key: tuple[int, int, str]) -> Comment | None:
         if self._pid != _pid[0]:  # forked: the pid in every comment changed
             self._pid = _pid[0]
             self._cache.clear()
         return self._cache.get(key)
 
-    def remember(self, key: tuple[Any, ...], holder: str, code: str | None) -> tuple[str, str]:
-        comment = encode_comment(
-            Origin(service=self.service, host=self.host, pid=self._pid, holder=holder, code=code),
+    def remember(
+        self, key: tuple[int, int, str], holder: str, code: str | None, site: object = None
+    ) -> Comment:
+        """Build the comment of ``key``: ``holder`` without Python's counters, ``code``
+        the code line; ``site`` the code object whose ``id`` is in ``key``."""
+        text = encode_comment(
+            Origin(
+                service=self.service,
+                host=self.host,
+                pid=self._pid,
+                holder=holder_name(holder),
+                code=code,
+            ),
             max_bytes=self.max_bytes,
         )
-        pair = (comment, comment.replace("%", "%%"))
+        comment = Comment(text, site)
         if len(self._cache) > _MAX_CACHED:
             self._cache.clear()
-        self._cache[key] = pair
-        return pair
+        self._cache[key] = comment
+        return comment
 
 
 # --------------------------------------------------------------------------- connect
@@ -252,79 +278,172 @@ def add_program_name(params: MutableMapping[str, Any], name: str) -> bool:
 
 # --------------------------------------------------------------------------- cursors
 
-#: The comment of each DBAPI connection's current holder: ``(comment, with %% doubled)``,
-#: set at checkout, or a function that works it out for each statement (Django's
-#: engines, which have no checkout); read by the tagging cursor classes below.
-comments: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+#: Longest statement whose tagged text is kept (longer ones are tagged each time), and
+#: how many are kept: a few MB at most, usually the same strings SQLAlchemy caches.
+_MAX_CACHED_STATEMENT_CHARS = 2048
+_MAX_TAGGED_STATEMENTS = 1024
+#: ``(statement, comment) -> statement with the comment``: each built once, so a
+#: statement of a checkout costs one dict lookup; the same (cached) text for the
+#: same site, which statement caches need anyway.
+_tagged_statements: dict[tuple[str, str], str] = {}
+
+
+class Comment:
+    """One site's comment as it is sent, plain and with ``%`` doubled (for a driver that
+    reads ``%`` in a statement given parameters); ``site`` keeps the code object whose
+    ``id`` is part of the cache key alive, so the ``id`` is not reused meanwhile."""
+
+    __slots__ = ("doubled", "site", "text")
+
+    def __init__(self, text: str, site: object = None) -> None:
+        self.text = text
+        self.doubled = text.replace("%", "%%")
+        self.site = site
+
+
+def tagged(query: Any, comment: Comment, doubled: bool) -> Any:
+    """``query`` with ``comment`` (``%`` doubled when ``doubled``), built once per pair.
+
+    >>> c = Comment("/*sw_code='a.py%3A1'*/")
+    >>> tagged("SELECT %s", c, True), tagged("SELECT 1 -- mine", c, False)
+    ("SELECT %s /*sw_code='a.py%%3A1'*/", 'SELECT 1 -- mine')
+    >>> tagged("SELECT %s", c, True) is tagged("SELECT %s", c, True), tagged(b"SELECT 1", c, False)
+    (True, b'SELECT 1')
+    """
+    text = comment.doubled if doubled else comment.text
+    try:
+        return _tagged_statements[query, text]
+    except KeyError:
+        return _tag(query, text)
+    except Exception:  # unhashable (psycopg's sql.Composed) or odd: sent as it is
+        return query
+
+
+def _tag(query: Any, text: str) -> Any:
+    """``query`` with the comment ``text``, kept for next time when short enough."""
+    if type(query) is not str:  # bytes, a str subclass with a meaning of its own: as it is
+        return query
+    made = with_comment(query, text)
+    if len(query) <= _MAX_CACHED_STATEMENT_CHARS:
+        if len(_tagged_statements) >= _MAX_TAGGED_STATEMENTS:
+            _tagged_statements.clear()
+        _tagged_statements[query, text] = made
+    return made
+
+
+class Slot:
+    """The comment of one connection's current holder, read by its cursors' statements:
+    ``comment``, set at checkout, or ``compute``, called for each statement (Django's
+    engines, which have no checkout)."""
+
+    __slots__ = ("comment", "compute")
+
+    def __init__(self, compute: Callable[[], Comment | None] | None = None) -> None:
+        self.comment: Comment | None = None
+        self.compute = compute
+
+
 #: The keyword names drivers give a statement's parameters.
 _PARAMETER_KEYWORDS = ("params", "vars", "args", "parameters")
+#: ``(cursor class, percent, many)`` -> its tagging subclass, shared by connections.
 _tagging_classes: dict[tuple[type, bool, bool], type] = {}
 
 
-def tagged(cursor: Any, query: Any, with_params: bool) -> Any:
-    """``query`` with the comment of ``cursor``'s connection, ``%`` doubled where the
-    driver reads them (a statement with parameters, on a cursor that reads ``%``)."""
-    if not isinstance(query, str):
-        return query
-    try:
-        pair = comments.get(cursor.connection)
-        if pair is None:
-            return query
-        if callable(pair):
-            pair = pair()
-        doubled = with_params and cursor._sw_percent
-        return with_comment(query, pair[1] if doubled else pair[0])
-    except Exception:  # never turn a statement into an error
-        return query
+def _given(kwargs: Mapping[str, Any]) -> bool:
+    return any(kwargs.get(k) is not None for k in _PARAMETER_KEYWORDS)
 
 
-def _given(params: Any, kwargs: Mapping[str, Any]) -> bool:
-    return params is not None or any(kwargs.get(k) is not None for k in _PARAMETER_KEYWORDS)
+def _comment_of(cursor: Any) -> Comment | None:
+    slot: Slot = cursor._sw_slot
+    comment = slot.comment
+    if comment is None and slot.compute is not None:
+        comment = slot.compute()
+    return comment
 
 
-class _TagExecute:
-    _sw_percent = True
+def _methods(base: type, many: bool) -> dict[str, Any]:
+    """``execute`` (and ``executemany``, ``stream``) calling ``base``'s own directly,
+    looked up at each call as ``super()`` would (instrumentation may wrap it later), so a
+    statement costs its comment's lookup, nothing more."""
+    driver: Any = base
 
-    def execute(self, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
-        parent: Any = super()
-        query = tagged(self, query, _given(params, kwargs))
-        if params is None:  # as the caller called it: drivers name the argument differently
-            return parent.execute(query, *args, **kwargs)
-        return parent.execute(query, params, *args, **kwargs)
-
-
-class _TagExecuteMany:
-    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-        parent: Any = super()
-        return parent.executemany(tagged(self, query, True), *args, **kwargs)
-
-
-class _TagStream:
-    def stream(self, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
-        parent: Any = super()
-        query = tagged(self, query, _given(params, kwargs))
+    def execute(self: Any, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # Runs for every statement: ``_comment_of`` and ``tagged``'s lookup inlined.
+        slot: Slot = self._sw_slot
+        comment = slot.comment
+        if comment is None and slot.compute is not None:
+            comment = slot.compute()
+        if comment is not None:
+            given = params is not None or (bool(kwargs) and _given(kwargs))
+            text = comment.doubled if given and self._sw_percent else comment.text
+            try:
+                query = _tagged_statements[query, text]
+            except KeyError:
+                query = _tag(query, text)
+            except Exception:  # unhashable (psycopg's sql.Composed) or odd: sent as it is
+                pass
+        # As the caller called it: drivers name the argument differently.
+        if args or kwargs:
+            if params is None:
+                return driver.execute(self, query, *args, **kwargs)
+            return driver.execute(self, query, params, *args, **kwargs)
         if params is None:
-            return parent.stream(query, *args, **kwargs)
-        return parent.stream(query, params, *args, **kwargs)
+            return driver.execute(self, query)
+        return driver.execute(self, query, params)
+
+    methods: dict[str, Any] = {"execute": execute}
+    if many and hasattr(base, "executemany"):
+
+        def executemany(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            comment = _comment_of(self)
+            if comment is not None:
+                query = tagged(query, comment, self._sw_percent)
+            return driver.executemany(self, query, *args, **kwargs)
+
+        methods["executemany"] = executemany
+    if hasattr(base, "stream"):
+
+        def stream(self: Any, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+            comment = _comment_of(self)
+            if comment is not None:
+                given = params is not None or (bool(kwargs) and _given(kwargs))
+                query = tagged(query, comment, given and self._sw_percent)
+            if params is None:
+                return driver.stream(self, query, *args, **kwargs)
+            return driver.stream(self, query, params, *args, **kwargs)
+
+        methods["stream"] = stream
+    return methods
 
 
-def tagging_class(base: type, *, percent: bool, many: bool) -> type:
-    """A subclass of the driver's cursor class ``base`` whose statements end with the
-    connection's comment (``comments``); ``many``: ``executemany`` too (not for
-    PyMySQL and mysqlclient, which batch an ``INSERT`` only when nothing follows its
-    ``VALUES``; their rows still go through ``execute``)."""
-    if issubclass(base, _TagExecute):
-        return base
+class _Tagging:
+    """The mark of a tagging cursor class; ``_sw_slot`` is its connection's slot."""
+
+    _sw_slot = Slot()
+    _sw_percent = True
+    _sw_shared: type
+
+
+def tagging_class(base: type, *, percent: bool, many: bool, slot: Slot) -> type:
+    """A subclass of the driver's cursor class ``base`` whose statements end with
+    ``slot``'s comment, for one connection (or, for Django, one engine): a class per
+    slot, so a statement finds its comment by an attribute, with no lookup by connection.
+    ``percent``: the driver reads ``%`` in a statement given parameters; ``many``:
+    ``executemany`` too (not for PyMySQL and mysqlclient, which batch an ``INSERT``
+    only when nothing follows its ``VALUES``; their rows still go through ``execute``).
+    """
+    if issubclass(base, _Tagging):
+        base = base._sw_shared.__bases__[-1]
     key = (base, percent, many)
-    made = _tagging_classes.get(key)
-    if made is None:
-        mixins: list[type] = [_TagExecute]
-        if many and hasattr(base, "executemany"):
-            mixins.append(_TagExecuteMany)
-        if hasattr(base, "stream"):
-            mixins.append(_TagStream)
-        made = type(base.__name__, (*mixins, base), {"_sw_percent": percent})
-        made.__qualname__ = base.__qualname__
-        made.__module__ = base.__module__
-        _tagging_classes[key] = made
+    shared = _tagging_classes.get(key)
+    if shared is None:
+        namespace = {**_methods(base, many), "_sw_percent": percent}
+        shared = type(base.__name__, (_Tagging, base), namespace)
+        shared._sw_shared = shared  # type: ignore[attr-defined]
+        shared.__qualname__ = base.__qualname__
+        shared.__module__ = base.__module__
+        _tagging_classes[key] = shared
+    made = type(base.__name__, (shared,), {"_sw_slot": slot})
+    made.__qualname__ = base.__qualname__
+    made.__module__ = base.__module__
     return made

@@ -448,6 +448,32 @@ def set_pg_settings(connection: Any, settings: Mapping[str, int], *, in_transact
         connection.commit()
 
 
+def set_pg_transaction_settings(
+    connection: Any,
+    settings: Mapping[str, int],
+    *,
+    execute_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Set ``settings`` for the current (or, with autocommit off, the next) transaction only.
+
+    ``set_config(…, is_local => true)``: the limits end with the transaction, so
+    behind a transaction-mode pooler they never reach the next client of the
+    server connection.  ``execute_options`` go to ``cursor.execute`` (psycopg 3:
+    ``prepare=False``, since a prepared statement outlives the pooled transaction).
+    """
+    if not settings:
+        return
+    cursor = connection.cursor()
+    try:
+        cursor.execute(
+            load("set_transaction_timeouts"),
+            {"names": list(settings), "values": [str(value) for value in settings.values()]},
+            **(execute_options or {}),
+        )
+    finally:
+        cursor.close()
+
+
 def set_mysql_variables(connection: Any, assignments: Assignments) -> None:
     """``SET SESSION`` on an open PyMySQL (or mysqlclient) connection; not transactional."""
     if not assignments:

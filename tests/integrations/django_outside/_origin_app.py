@@ -61,7 +61,7 @@ def queries() -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from sessionward.integrations._origin import _TagExecute
+    from sessionward.integrations._origin import _Tagging
 
     query = "SELECT pg_backend_pid()" if VENDOR == "postgresql" else "SELECT CONNECTION_ID()"
     wrapped: list[str] = []
@@ -84,9 +84,9 @@ def queries() -> None:
         pid=pid,
         wrapped=wrapped,
         captured=[q["sql"] for q in captured.captured_queries],
-        ours=isinstance(factory, type) and issubclass(factory, _TagExecute),
+        ours=isinstance(factory, type) and issubclass(factory, _Tagging),
         # Django's MySQL engine wraps the driver's cursor once more.
-        tagged=isinstance(getattr(cursor.cursor, "cursor", cursor.cursor), _TagExecute),
+        tagged=isinstance(getattr(cursor.cursor, "cursor", cursor.cursor), _Tagging),
     )
 
 

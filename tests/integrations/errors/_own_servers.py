@@ -82,7 +82,9 @@ class OwnPostgres:
 
 
 class OwnMariaDB:
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        #: More ``mariadbd`` options, e.g. ``--performance-schema=ON``.
+        self.options = options
         self.root: Path | None = None
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -127,7 +129,7 @@ class OwnMariaDB:
                 f"--socket={self.root / 'sock'}", f"--pid-file={self.root / 'pid'}",
                 f"--log-error={self.root / 'error.log'}", "--skip-log-bin",
                 "--innodb-buffer-pool-size=16M", "--innodb-buffer-pool-dump-at-shutdown=0",
-                "--innodb-buffer-pool-load-at-startup=0",
+                "--innodb-buffer-pool-load-at-startup=0", *self.options,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,

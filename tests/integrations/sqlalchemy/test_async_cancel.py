@@ -39,8 +39,10 @@ LET_GO_SECONDS = 2.0
 #: How often the server is asked meanwhile: slower than InnoDB's ``INNODB_TRX`` cache.
 POLL_SECONDS = 0.15
 #: How many cancellations the fuzz makes per driver, and its seed.
-FUZZ_CANCELS = 50
+FUZZ_CANCELS = 1000
 FUZZ_SEED = 16
+#: Tasks cancelled together in each round of the fuzz.
+FUZZ_WORKERS = 4
 
 
 class CancelLab:
@@ -62,7 +64,7 @@ class CancelLab:
         elif self.lab.driver == "psycopg_async":
             connect_args = {"application_name": self.app}
         engine = create_async_engine(
-            self.lab.url, pool_size=2, max_overflow=0, connect_args=connect_args
+            self.lab.url, pool_size=FUZZ_WORKERS, max_overflow=0, connect_args=connect_args
         )
         self.lab.engines.append(engine)
         return harden(engine)
@@ -77,8 +79,9 @@ class CancelLab:
             f"SELECT pg_sleep({seconds})" if self.postgresql else f"SELECT SLEEP({seconds})"
         )
 
-    def add_one(self) -> Any:
-        return text(f"UPDATE sw_accounts SET balance = balance + 1 WHERE id = {self.row}")
+    def add_one(self, row: int | None = None) -> Any:
+        row = self.row if row is None else row
+        return text(f"UPDATE sw_accounts SET balance = balance + 1 WHERE id = {row}")
 
     async def hold_then_sleep(self, ready: asyncio.Event | None = None) -> None:
         """Lock the row in a transaction, then run a long statement."""
@@ -141,12 +144,12 @@ class CancelLab:
             self.admin.sql("SELECT balance FROM sw_accounts WHERE id = %s", (self.row,))[0][0]
         )
 
-    async def next_use(self) -> int:
-        """Check out at once, lock the row within a 1 s lock timeout, roll back: the
-        server pid used."""
+    async def next_use(self, row: int | None = None) -> int:
+        """Check out at once, lock the row (``row``, else the lab's) within a 1 s lock
+        timeout, roll back: the server pid used."""
         async with _timeout(5), self.engine.connect() as connection:
             await self._short_lock_wait(connection)
-            await connection.execute(self.add_one())
+            await connection.execute(self.add_one(row))
             pid = await self.lab.pid_of(connection)
             await connection.rollback()
             return pid
@@ -282,25 +285,35 @@ def test_randomized_cancellations_keep_the_pool_and_the_server_clean(
     cancel_lab: CancelLab,
 ) -> None:
     """``FUZZ_CANCELS`` cancellations at random moments: during checkout, inside a
-    statement, between statements, inside ``commit``, during a long statement."""
+    statement, between statements, inside ``commit``, during a long statement.
+
+    ``FUZZ_WORKERS`` tasks are cancelled at once per round, each on a row of its own
+    (so they never wait on each other's locks); after each round every worker checks
+    out again at once, and the server is asked, while nothing runs, whether anything of
+    the pool is still at work.  The steps are short, so the random moments cover all
+    of them while a round stays cheap."""
     rng = random.Random(FUZZ_SEED)
     lab = cancel_lab
+    rows = [lab.row, *(rng.randrange(1, 2**31) for _ in range(FUZZ_WORKERS - 1))]
+    for row in rows[1:]:
+        lab.admin.sql("INSERT INTO sw_accounts (id, balance) VALUES (%s, 0)", (row,))
+    add = {row: lab.add_one(row) for row in rows}
 
-    async def work() -> None:
+    async def work(row: int) -> None:
         async with lab.engine.connect() as connection:
-            await connection.execute(lab.add_one())
-            await connection.execute(lab.sleep(0.02))
-            await asyncio.sleep(0.01)
+            await connection.execute(add[row])
+            await connection.execute(lab.sleep(0.005))
+            await asyncio.sleep(0.003)
             await connection.commit()
-            await connection.execute(lab.add_one())
+            await connection.execute(add[row])
             await connection.execute(lab.sleep(LONG_SECONDS))
 
-    async def cancel_after(after: float, how: str) -> None:
+    async def cancel_after(row: int, after: float, how: str) -> None:
         if how == "timeout":
             async with _timeout(after):
-                await work()
+                await work(row)
         elif how == "wait_for":
-            await asyncio.wait_for(work(), after)
+            await asyncio.wait_for(work(row), after)
         else:
 
             async def sibling_fails() -> None:
@@ -308,22 +321,33 @@ def test_randomized_cancellations_keep_the_pool_and_the_server_clean(
                 raise ValueError("a sibling failed")
 
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(work())
+                tasks.create_task(work(row))
                 tasks.create_task(sibling_fails())
 
+    async def one(row: int, after: float, how: str) -> None:
+        with _raised(how):
+            await cancel_after(row, after, how)
+
     async def run() -> None:
-        for _ in range(FUZZ_CANCELS):
-            after = rng.uniform(0.0, 0.15)
-            how = rng.choice(list(CANCELLERS))
-            with _raised(how):
-                await cancel_after(after, how)
-            await lab.next_use()
+        cancelled = 0
+        while cancelled < FUZZ_CANCELS:
+            await asyncio.gather(
+                *(one(row, rng.uniform(0.0, 0.04), rng.choice(list(CANCELLERS))) for row in rows)
+            )
+            cancelled += len(rows)
+            # No "another operation is in progress": every worker checks out at once.
+            await asyncio.gather(*(lab.next_use(row) for row in rows))
             lab.assert_let_go()
+        assert cancelled >= 1000
         status = lab.engine.pool.status()
         assert "Current Checked out connections: 0" in status, status
 
-    lab.lab.run(run)
-    lab.assert_no_sessions()
+    try:
+        lab.lab.run(run)
+        lab.assert_no_sessions()
+    finally:
+        for row in rows[1:]:
+            lab.admin.sql("DELETE FROM sw_accounts WHERE id = %s", (row,))
 
 
 @pytest.mark.parametrize("cancel_lab", ["aiomysql", "asyncmy"], indirect=True)

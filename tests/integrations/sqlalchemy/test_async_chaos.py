@@ -17,6 +17,12 @@ SQLAlchemy task runs beside them as the control.  Afterwards, as in the sync
 
 Runs on servers of our own (an embedded PostgreSQL, a throwaway ``mariadbd``),
 which it restarts: asyncpg and psycopg (async) on PostgreSQL, aiomysql on MariaDB.
+On PostgreSQL it runs straight to the server and through a PgBouncer in
+transaction mode in front of it, as the sync test does (``postgresql_route``):
+psycopg with ``prepare_threshold=None``, asyncpg with no statement cache
+(``prepared_statement_cache_size=0``, ``statement_cache_size=0``) and a unique
+name per prepared statement, since SQLAlchemy's asyncpg dialect prepares every
+statement and PgBouncer 1.18 keeps none across transactions.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,11 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from sessionward.errors import CommitOutcomeUnknown
 from sessionward.sqlalchemy import Backoff, harden, holders, transaction
+from tests.fix_pgbouncer import Bouncer
 from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
 from tests.integrations.sqlalchemy.conftest import wait_until
 from tests.integrations.sqlalchemy.test_chaos import (
     ACCOUNTS,
-    APPLICATION,
     CHAOS_INTERVAL_SECONDS,
     OPENING_BALANCE,
     RESTART_AFTER_SECONDS,
@@ -51,6 +58,8 @@ from tests.integrations.sqlalchemy.test_chaos import (
     Outcomes,
     _prefix,
     _prepare,
+    postgresql_route,
+    went_through,
 )
 
 TASKS = 8
@@ -102,7 +111,11 @@ def _chaos_thread(chaos: Chaos, outcomes: Outcomes, stop: threading.Event) -> th
 
 
 async def _run_async(
-    chaos: Chaos, app_url: str, connect_args: dict[str, Any], outcomes: Outcomes
+    chaos: Chaos,
+    app_url: str,
+    connect_args: dict[str, Any],
+    outcomes: Outcomes,
+    pooler: Bouncer | None = None,
 ) -> None:
     engine = harden(create_async_engine(app_url, pool_size=TASKS, connect_args=connect_args))
     control_engine = create_async_engine(app_url, pool_size=1, connect_args=connect_args)
@@ -186,26 +199,30 @@ async def _run_async(
             count = (await session.execute(text("SELECT count(*) FROM sw_accounts"))).scalar()
             assert count == ACCOUNTS
         assert outcomes.control_errors, "the plain control was expected to see errors"
+        if pooler is not None:
+            went_through(pooler, len(outcomes.succeeded))
     finally:
         await engine.dispose()
         await control_engine.dispose()
         chaos.close()
 
 
-def _run(chaos: Chaos, app_url: str, connect_args: dict[str, Any]) -> None:
+def _run(
+    chaos: Chaos, app_url: str, connect_args: dict[str, Any], pooler: Bouncer | None = None
+) -> None:
     _prepare(chaos)
-    asyncio.run(_run_async(chaos, app_url, connect_args, Outcomes()))
+    asyncio.run(_run_async(chaos, app_url, connect_args, Outcomes(), pooler))
 
 
+@pytest.mark.parametrize("via", ["direct", "pgbouncer"])
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
-def test_async_chaos_on_postgresql(own_pg: OwnPostgres, driver: str) -> None:
+def test_async_chaos_on_postgresql(
+    own_pg: OwnPostgres, start_pgbouncer: Callable[..., Bouncer], driver: str, via: str
+) -> None:
     pytest.importorskip(driver)
     chaos = Chaos("postgresql", own_pg.url, own_pg.restart)
-    if driver == "asyncpg":
-        connect_args: dict[str, Any] = {"server_settings": {"application_name": APPLICATION}}
-    else:
-        connect_args = {"application_name": APPLICATION}
-    _run(chaos, f"postgresql+{driver}://{own_pg.url.split('://', 1)[1]}", connect_args)
+    url, connect_args, pooler = postgresql_route(via, own_pg, start_pgbouncer, driver)
+    _run(chaos, f"postgresql+{driver}://{url.split('://', 1)[1]}", connect_args, pooler)
 
 
 def test_async_chaos_on_mariadb(own_mariadb: OwnMariaDB) -> None:

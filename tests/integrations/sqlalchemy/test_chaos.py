@@ -14,7 +14,16 @@ SQLAlchemy worker runs beside them as the control.  Afterwards:
 - the control saw errors.
 
 Runs on servers of our own (an embedded PostgreSQL, a throwaway ``mariadbd``),
-which it restarts.
+which it restarts.  On PostgreSQL it runs twice: straight to the server, and
+through a PgBouncer in transaction mode in front of it (``via="pgbouncer"``).
+There the chaos thread terminates the *server* sessions behind the pooler (found
+by the ``application_name`` PgBouncer sets on them), which a client inside a
+transaction sees as the server's ``57P01`` followed by PgBouncer's ``server conn
+crashed?`` (``PoolerServerLost``), and the restart is the server's, behind the
+pooler: PgBouncer stays up and reconnects.  psycopg 3 runs there with
+``prepare_threshold=None``: PgBouncer 1.18 keeps no prepared statement across
+transactions, so psycopg's own (made after five runs of a query) would be gone or
+on another server session.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import itertools
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sessionward.errors import CommitOutcomeUnknown
 from sessionward.sqlalchemy import Backoff, harden, holders, transaction
+from tests.fix_pgbouncer import Bouncer
 from tests.fix_servers import mysql_connect
 from tests.integrations.errors._own_servers import OwnMariaDB, OwnPostgres
 from tests.integrations.sqlalchemy.conftest import need_mysqlclient, sqlalchemy_url, wait_until
@@ -48,6 +59,10 @@ RESTART_AFTER_SECONDS = 1.5
 APPLICATION = "sw-chaos-app"
 #: Enough attempts, with backoff, to outlast a restart.
 RETRIES = 12
+#: PgBouncer's pause after a failed server login is 15 s by default: far longer than
+#: the restart, so the pooler would keep its clients waiting after the server is back.
+#: Its counters (SHOW STATS) are refreshed every stats_period: each second here.
+PGBOUNCER_SETTINGS = {"server_login_retry": 0.2, "stats_period": 1}
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +168,9 @@ def _transfer(session: Session, transfer_id: int, source: int, target: int, amou
     )
 
 
-def _run(chaos: Chaos, app_url: str, connect_args: dict[str, Any]) -> None:
+def _run(
+    chaos: Chaos, app_url: str, connect_args: dict[str, Any], pooler: Bouncer | None = None
+) -> None:
     _prepare(chaos)
     engine = harden(sqlalchemy.create_engine(app_url, pool_size=THREADS, connect_args=connect_args))
     control_engine = sqlalchemy.create_engine(app_url, pool_size=1, connect_args=connect_args)
@@ -256,6 +273,8 @@ def _run(chaos: Chaos, app_url: str, connect_args: dict[str, Any]) -> None:
         with transaction(factory) as session:
             assert session.execute(text("SELECT count(*) FROM sw_accounts")).scalar() == ACCOUNTS
         assert outcomes.control_errors, "the plain control was expected to see errors"
+        if pooler is not None:
+            went_through(pooler, len(outcomes.succeeded))
     finally:
         engine.dispose()
         control_engine.dispose()
@@ -266,10 +285,58 @@ def _prefix(chaos: Chaos) -> str:
     return "sw_chaos." if chaos.kind == "mysql" else ""
 
 
+def went_through(pooler: Bouncer, transfers: int) -> None:
+    """The transfers did pass the pooler: it counted at least as many transactions."""
+
+    def counted() -> int:
+        rows = pooler.admin("SHOW STATS")
+        return sum(int(str(row[1])) for row in rows if row[0] == "sw_transaction")
+
+    wait_until(f"PgBouncer counts {transfers} transactions", lambda: counted() >= transfers, 5)
+
+
+def postgresql_route(
+    via: str, own_pg: OwnPostgres, start_pgbouncer: Callable[..., Bouncer], driver: str
+) -> tuple[str, dict[str, Any], Bouncer | None]:
+    """The URL (without the driver), the driver's ``connect_args`` and the pooler, if any.
+
+    ``via="pgbouncer"`` starts a PgBouncer of the test's own in front of ``own_pg``
+    and routes the application through its transaction-mode database.
+
+    Behind a transaction-mode PgBouncer, psycopg 3 prepares nothing
+    (``prepare_threshold=None``); asyncpg keeps no statement cache and names
+    each statement uniquely, as SQLAlchemy's asyncpg documentation says.
+    """
+    pooler = None
+    url = own_pg.url
+    if via == "pgbouncer":
+        pooler = start_pgbouncer(PGBOUNCER_SETTINGS, pg_port=own_pg.embedded.port)
+        url = pooler.transaction_url
+    if driver == "asyncpg":
+        args: dict[str, Any] = {"server_settings": {"application_name": APPLICATION}}
+        if via == "pgbouncer":
+            url += "?prepared_statement_cache_size=0"
+            args["statement_cache_size"] = 0
+            args["prepared_statement_name_func"] = _unique_statement_name
+        return url, args, pooler
+    args = {"application_name": APPLICATION}
+    if via == "pgbouncer" and driver == "psycopg":
+        args["prepare_threshold"] = None
+    return url, args, pooler
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+@pytest.mark.parametrize("via", ["direct", "pgbouncer"])
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_chaos_on_postgresql(own_pg: OwnPostgres, driver: str) -> None:
+def test_chaos_on_postgresql(
+    own_pg: OwnPostgres, start_pgbouncer: Callable[..., Bouncer], driver: str, via: str
+) -> None:
     chaos = Chaos("postgresql", own_pg.url, own_pg.restart)
-    _run(chaos, sqlalchemy_url(own_pg.url, driver), {"application_name": APPLICATION})
+    url, connect_args, pooler = postgresql_route(via, own_pg, start_pgbouncer, driver)
+    _run(chaos, sqlalchemy_url(url, driver), connect_args, pooler)
 
 
 @pytest.mark.parametrize("driver", ["pymysql", "mysqldb"])

@@ -219,6 +219,83 @@ def test_a_thread_is_named_without_its_counter_and_hostile_names_stay_inside(
     assert pg_lab.sql("SELECT count(*) FROM sw_items") == rows_before  # still there, as it was
 
 
+def test_each_checkout_of_one_connection_names_its_own_thread_and_line(pg_lab: Lab) -> None:
+    """The comment is looked up per checkout (cached per site and thread name): the same
+    connection, taken from the same line, shows the thread that took it last, a renamed
+    thread by its new name; taken from another line, that line."""
+    engine = harden(pg_lab.engine(pool_size=1, max_overflow=0), origin="billing")
+    seen: list[tuple[int, Origin | None]] = []
+
+    def look(connection: Any) -> None:
+        pid = pg_lab.pid_of(connection)
+        name, _, query = _activity(pg_lab, pid)
+        seen.append((pid, parse_origin(name, query)))
+
+    def take() -> int:
+        with engine.connect() as connection:
+            line = _line_above()
+            look(connection)
+        return line
+
+    def work() -> None:
+        take()
+        take()  # from the cache
+        threading.current_thread().name = "renamed"
+        take()
+
+    line = take()
+    take()
+    thread = threading.Thread(target=work, name="first")
+    thread.start()
+    thread.join()
+    take()
+    with engine.connect() as connection:
+        other = _line_above()
+        look(connection)
+
+    assert len({pid for pid, _ in seen}) == 1  # one connection throughout
+    got = [(origin.holder, origin.code) if origin is not None else None for _, origin in seen]
+    assert got == [
+        ("MainThread", f"{HERE}:{line}"),
+        ("MainThread", f"{HERE}:{line}"),
+        ("first", f"{HERE}:{line}"),
+        ("first", f"{HERE}:{line}"),
+        ("renamed", f"{HERE}:{line}"),
+        ("MainThread", f"{HERE}:{line}"),
+        ("MainThread", f"{HERE}:{other}"),
+    ]
+
+
+def test_two_connections_held_at_once_name_their_own_holders(pg_lab: Lab) -> None:
+    engine = harden(pg_lab.engine(pool_size=2, max_overflow=0))
+    held, done = threading.Event(), threading.Event()
+    theirs: list[tuple[int, int]] = []
+
+    def hold() -> None:
+        with engine.connect() as connection:
+            theirs.append((pg_lab.pid_of(connection), _line_above()))
+            held.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=hold, name="holder")
+    thread.start()
+    try:
+        assert held.wait(30)
+        with engine.connect() as connection:
+            ours = (pg_lab.pid_of(connection), _line_above())
+            found = {pid: parse_origin(*_activity(pg_lab, pid)[::2]) for pid, _ in (ours, *theirs)}
+    finally:
+        done.set()
+        thread.join()
+    ((their_pid, their_line),) = theirs
+    assert ours[0] != their_pid
+    mine, other = found[ours[0]], found[their_pid]
+    assert mine is not None
+    assert other is not None
+    assert (mine.holder, mine.code) == ("MainThread", f"{HERE}:{ours[1]}")
+    assert (other.holder, other.code) == ("holder", f"{HERE}:{their_line}")
+
+
 @pytest.fixture(params=[pytest.param(pg.values[0], id=f"pg-{pg.values[0]}") for pg in _pg_params()])
 def psycopg_lab(request: pytest.FixtureRequest, sqla_databases: _Databases) -> Iterator[Lab]:
     server = _pg_server(request, request.param)
@@ -452,7 +529,7 @@ def test_an_async_engine_names_the_task_and_its_line(
     if driver == "aiomysql":
         pytest.importorskip("aiomysql")
         server, scheme, sleep = _mysql_server(), "mysql+aiomysql", "SELECT SLEEP(1)"
-        running = "SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE %s"
+        running = "SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE %s AND DB = %s"
     else:
         if not os.environ.get(PG_ENV):
             missing_server(f"no PostgreSQL: set {PG_ENV}")
@@ -461,7 +538,10 @@ def test_an_async_engine_names_the_task_and_its_line(
             "postgresql+psycopg",
             "SELECT pg_sleep(1)",
         )
-        running = "SELECT query FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'"
+        running = (
+            "SELECT query FROM pg_stat_activity "
+            "WHERE query LIKE %s AND state = 'active' AND datname = %s"
+        )
     from sqlalchemy.ext.asyncio import create_async_engine
 
     admin = Lab(server, sqla_databases.on(server), "pymysql" if driver == "aiomysql" else "psycopg")
@@ -478,7 +558,8 @@ def test_an_async_engine_names_the_task_and_its_line(
         rows: list[Any] = []
 
         def found() -> bool:
-            rows[:] = admin.sql(running, (sleep + " /*%",))
+            # This test's database only: the server is shared with other runs.
+            rows[:] = admin.sql(running, (sleep + " /*%", admin.database))
             return bool(rows)
 
         wait_until("the statement shows on the server", found)

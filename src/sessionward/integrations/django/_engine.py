@@ -14,6 +14,12 @@ when it is quiet, so that check costs no round trip.  On top of it, before
 every cursor outside a transaction, the engine takes the same look and
 confirms a suspicion with Django's own ping, so a connection the server ended
 is replaced even without ``CONN_HEALTH_CHECKS`` and within a request.
+
+A connection made with ``target_session_attrs=read-write`` (or ``primary``) on
+a server that has since reported it takes no writes (a switchover fenced it
+with ``default_transaction_read_only``, PostgreSQL 14+ reports that) is
+replaced the same way, outside a transaction: the new one goes through libpq's
+host list again and finds the promoted replica (see ``.._failover``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ...core import ConfigurationError, Timeouts
+from .._failover import reports_read_only, wants_writable
+from .._timeouts import libpq_client_params, pg_settings, set_pg_transaction_settings
 from ._databases import Vendor
 from ._liveness import Liveness, liveness
 from ._origin import (
@@ -37,6 +45,8 @@ from ._timeouts import database_options
 
 #: ``OPTIONS`` keys read (and removed) by the engines.
 TIMEOUTS_KEY = "sessionward_timeouts"
+#: The same limits set per transaction (PostgreSQL behind a transaction-mode pooler).
+TRANSACTION_TIMEOUTS_KEY = "sessionward_transaction_timeouts"
 SERVER_VERSION_KEY = "sessionward_server_version"
 FLAVOR_KEY = "sessionward_flavor"
 PING_AFTER_KEY = "sessionward_ping_after_seconds"
@@ -57,11 +67,14 @@ class SessionwardWrapperMixin:
         health_check_enabled: bool
         settings_dict: dict[str, Any]
         Database: Any
+        wrap_database_errors: Any
 
         def close(self) -> None: ...
 
     #: The origin of this wrapper's statements, once worked out (None: off).
     _sessionward_origin: StatementOrigin | None
+    #: ``OPTIONS["sessionward_transaction_timeouts"]`` as settings, set in each transaction.
+    _sessionward_transaction_settings: dict[str, int] | None = None
 
     def create_cursor(self, name: str | None = None) -> Any:
         origin: StatementOrigin | None
@@ -82,6 +95,7 @@ class SessionwardWrapperMixin:
         base: Any = super()
         params: dict[str, Any] = base.get_connection_params()
         timeouts = params.pop(TIMEOUTS_KEY, None)
+        transaction_timeouts = params.pop(TRANSACTION_TIMEOUTS_KEY, None)
         server_version = params.pop(SERVER_VERSION_KEY, None)
         flavor = params.pop(FLAVOR_KEY, "auto")
         params.pop(PING_AFTER_KEY, None)
@@ -98,6 +112,8 @@ class SessionwardWrapperMixin:
             params = database_options(
                 timeouts, vendor, options=params, server_version=server_version, flavor=flavor
             )
+        if transaction_timeouts is not None:
+            params.update(self._sessionward_per_transaction(transaction_timeouts, timeouts))
         if service is not None:
             # ``service[pid]@host``, unless the parameters name the session already.
             # mysqlclient takes no connection attributes, and MariaDB has no session
@@ -106,6 +122,42 @@ class SessionwardWrapperMixin:
             name_connection(params, service, self.vendor, driver)
         return params
 
+    def _sessionward_per_transaction(
+        self, timeouts: object, session_timeouts: object
+    ) -> dict[str, int]:
+        """Check ``OPTIONS["sessionward_transaction_timeouts"]``; its client-side parameters."""
+        if not isinstance(timeouts, Timeouts):
+            raise ConfigurationError(
+                f'OPTIONS["{TRANSACTION_TIMEOUTS_KEY}"] must be a sessionward.Timeouts, '
+                f"not {type(timeouts).__name__}"
+            )
+        if self.vendor != "postgresql":
+            raise ConfigurationError(
+                f'OPTIONS["{TRANSACTION_TIMEOUTS_KEY}"] is for PostgreSQL behind a '
+                f'transaction-mode pooler; use OPTIONS["{TIMEOUTS_KEY}"] for {self.vendor}'
+            )
+        if session_timeouts is not None:
+            raise ConfigurationError(
+                f'OPTIONS["{TIMEOUTS_KEY}"] and OPTIONS["{TRANSACTION_TIMEOUTS_KEY}"] '
+                "exclude each other: give the limits once"
+            )
+        self._sessionward_transaction_settings = pg_settings(timeouts, server_version=None)
+        return libpq_client_params(timeouts)
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        base: Any = super()
+        base._set_autocommit(autocommit)
+        settings = self._sessionward_transaction_settings
+        if autocommit or not settings:
+            return
+        # Autocommit just went off (``atomic()`` entering, or ``set_autocommit(False)``):
+        # the limits become the first statement of the transaction, and end with it.
+        psycopg3 = getattr(self.Database, "__name__", "") == "psycopg"
+        with self.wrap_database_errors:
+            set_pg_transaction_settings(
+                self.connection, settings, execute_options={"prepare": False} if psycopg3 else None
+            )
+
     def is_usable(self) -> bool:
         """Whether the connection works: a look at its socket, a round trip only if in doubt.
 
@@ -113,7 +165,7 @@ class SessionwardWrapperMixin:
         know the connection itself still works.  A readable socket, or a driver
         without one (PyMySQL), gets Django's own check, as with Django's engine.
         """
-        if self.connection is None:
+        if self.connection is None or self._sessionward_fenced():
             return False
         return self._sessionward_usable(trust_quiet=not self.errors_occurred, trust_recent=False)
 
@@ -129,7 +181,10 @@ class SessionwardWrapperMixin:
         if (
             not django_checks
             and self._sessionward_replaceable()
-            and not self._sessionward_usable(trust_quiet=True, trust_recent=True)
+            and (
+                not self._sessionward_usable(trust_quiet=True, trust_recent=True)
+                or self._sessionward_fenced()
+            )
         ):
             with suppress(Exception):  # close() forgets the connection even when it fails
                 self.close()
@@ -144,6 +199,17 @@ class SessionwardWrapperMixin:
             or getattr(self, "pool", None)  # Django's psycopg pool checks its own
             or self.autocommit != self.settings_dict["AUTOCOMMIT"]
         )
+
+    def _sessionward_fenced(self) -> bool:
+        """Whether the server said it takes no writes under a connection that asked for a
+        writable one; read from the driver's copy of the server's reports, no round trip."""
+        driver = getattr(self.Database, "__name__", "")
+        try:
+            return reports_read_only(driver, self.connection) and wants_writable(
+                driver, self.connection
+            )
+        except Exception:  # a closed connection: the liveness look handles it
+            return False
 
     def _sessionward_usable(self, *, trust_quiet: bool, trust_recent: bool) -> bool:
         """``trust_recent``: with no socket to look at, a connection used lately is trusted."""

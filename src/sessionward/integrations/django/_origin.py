@@ -79,7 +79,12 @@ class StatementOrigin:
     def __init__(self, service: str, max_bytes: int) -> None:
         self.tagger = _origin.Tagger(service, max_bytes)
         self.failed = False
-        self._internal: dict[Any, bool] = {}
+        #: ``id(code)`` -> (the code, whether it is Django's or ours rather than the app's)
+        self._internal: dict[int, tuple[Any, bool]] = {}
+        #: Read by this engine's cursors: the comment is worked out for each statement.
+        self._slot = _origin.Slot(compute=self.comment)
+        #: ``(cursor class, percent, many)`` -> its tagging subclass for this engine.
+        self._classes: dict[tuple[type, bool, bool], type] = {}
 
     @contextlib.contextmanager
     def tagging(self, connection: Any, driver: str) -> Iterator[None]:
@@ -100,10 +105,14 @@ class StatementOrigin:
                     percent = not (isinstance(base, type) and issubclass(base, raw))
                 if isinstance(base, type):
                     many = driver in ("psycopg", "psycopg2")
-                    made = _origin.tagging_class(base, percent=percent, many=many)
+                    key = (base, percent, many)
+                    made = self._classes.get(key)
+                    if made is None:
+                        made = self._classes[key] = _origin.tagging_class(
+                            base, percent=percent, many=many, slot=self._slot
+                        )
                     setattr(connection, attribute, made)
                     swapped = True
-                    _origin.comments[connection] = self.comment
         except Exception as error:
             self._fail(error)
         try:
@@ -112,38 +121,36 @@ class StatementOrigin:
             if swapped:
                 setattr(connection, attribute, original)  # type: ignore[arg-type]
 
-    def comment(self) -> tuple[str, str]:
+    def comment(self) -> _origin.Comment | None:
         """The comment for the statement being sent: the thread, and the first code line
         outside Django and sessionward."""
         try:
-            holder = _origin.thread_holder()
             frame: Any = _getframe(1)
             internal = self._internal
             while frame is not None:
                 code = frame.f_code
-                known = internal.get(code)
-                if known is None:
+                # By id (a code object's hash walks its constants), the code kept beside.
+                seen = internal.get(id(code))
+                if seen is None or seen[0] is not code:
                     module = str(frame.f_globals.get("__name__", ""))
-                    known = internal[code] = module.startswith(_NOT_THE_APPLICATION)
-                if not known:
+                    seen = internal[id(code)] = (code, module.startswith(_NOT_THE_APPLICATION))
+                if not seen[1]:
                     break
                 frame = frame.f_back
+            name = _origin.thread_name()
             if frame is None:
-                key: tuple[Any, ...] = (None, -1, holder)
-            else:
-                key = (frame.f_code, frame.f_lasti, holder)
-            pair = self.tagger.cached(key)
-            if pair is None:
-                code_line = (
-                    _origin.code_line(frame.f_code.co_filename, frame.f_lineno)
-                    if frame is not None
-                    else None
-                )
-                pair = self.tagger.remember(key, holder, code_line)
-            return pair
+                key = (0, -1, name)
+                return self.tagger.cached(key) or self.tagger.remember(key, name, None)
+            code = frame.f_code
+            key = (id(code), frame.f_lasti, name)
+            found = self.tagger.cached(key)
+            if found is None:
+                line = _origin.code_line(code.co_filename, frame.f_lineno)
+                found = self.tagger.remember(key, name, line, code)
+            return found
         except Exception as error:
             self._fail(error)
-            return ("", "")
+            return None
 
     def _fail(self, error: BaseException) -> None:
         if self.failed:

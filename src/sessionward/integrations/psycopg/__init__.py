@@ -11,12 +11,18 @@ import warnings
 from typing import Any
 
 _PUBLIC = (
+    "Holder",
+    "LeakWarning",
     "OriginWarning",
     "apply_timeouts",
+    "async_pool",
+    "async_pool_args",
+    "async_pool_holders",
     "failover_check",
     "origin_kwargs",
     "origin_pool_args",
     "psycopg_kwargs",
+    "set_transaction_timeouts",
 )
 
 

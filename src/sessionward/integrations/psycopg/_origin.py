@@ -99,7 +99,8 @@ def origin_pool_args(
 class _PoolTagger:
     def __init__(self, service: str, max_bytes: int) -> None:
         self.tagger = _origin.Tagger(service, max_bytes)
-        self.internal: dict[Any, bool] = {}
+        #: ``id(code)`` -> (the code, whether it is a library's rather than the application's)
+        self.internal: dict[int, tuple[Any, bool]] = {}
         self.failed = False
 
     def configure(self, connection: Any) -> None:
@@ -111,35 +112,49 @@ class _PoolTagger:
 
                 # A RawCursor takes $1 placeholders and reads no %.
                 percent = not issubclass(factory, psycopg.RawCursor)
+                # A class of its own, holding the connection's slot: ``note`` finds it
+                # there, and its statements read it, with no lookup by connection.
                 connection.cursor_factory = _origin.tagging_class(
-                    factory, percent=percent, many=True
+                    factory, percent=percent, many=True, slot=_origin.Slot()
                 )
         except Exception as error:
             self.fail(error)
 
     def note(self, connection: Any) -> None:
         """Keep the comment for who takes ``connection`` now."""
+        slot: _origin.Slot | None = None
         try:
-            holder = _origin.thread_holder()
+            slot = getattr(connection.cursor_factory, "_sw_slot", None)
+            if slot is None:  # not ours (a cursor_factory set after configure): untagged
+                return
             frame: Any = sys._getframe(2)
+            internal = self.internal
             while frame is not None:
-                known = self.internal.get(frame.f_code)
-                if known is None:
+                code = frame.f_code
+                # By id (a code object's hash walks its constants), the code kept beside.
+                seen = internal.get(id(code))
+                if seen is None or seen[0] is not code:
                     top = str(frame.f_globals.get("__name__", "")).partition(".")[0]
-                    known = self.internal[frame.f_code] = top in _NOT_THE_APPLICATION
-                if not known:
+                    seen = internal[id(code)] = (code, top in _NOT_THE_APPLICATION)
+                if not seen[1]:
                     break
                 frame = frame.f_back
+            name = _origin.thread_name()
             if frame is None:
-                key: tuple[Any, ...] = (None, -1, holder)
-                code = None
+                key = (0, -1, name)
+                comment = self.tagger.cached(key) or self.tagger.remember(key, name, None)
             else:
-                key = (frame.f_code, frame.f_lasti, holder)
-                code = _origin.code_line(frame.f_code.co_filename, frame.f_lineno)
-            pair = self.tagger.cached(key) or self.tagger.remember(key, holder, code)
-            _origin.comments[connection] = pair
+                code = frame.f_code
+                key = (id(code), frame.f_lasti, name)
+                found = self.tagger.cached(key)
+                if found is None:
+                    line = _origin.code_line(code.co_filename, frame.f_lineno)
+                    found = self.tagger.remember(key, name, line, code)
+                comment = found
+            slot.comment = comment
         except Exception as error:
-            _origin.comments.pop(connection, None)
+            if slot is not None:
+                slot.comment = None
             self.fail(error)
 
     def fail(self, error: BaseException) -> None:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...core import Timeouts
-from .._timeouts import libpq_params, pg_settings, set_pg_settings
+from ...core import ConfigurationError, Timeouts
+from .._timeouts import (
+    libpq_params,
+    pg_settings,
+    set_pg_settings,
+    set_pg_transaction_settings,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
-#: ``psycopg.pq.TransactionStatus.IDLE``: connected, no transaction open.
+#: ``psycopg.pq.TransactionStatus`` (psycopg2's ``TRANSACTION_STATUS_*`` agree): no
+#: transaction open, and one open and healthy.
 _IDLE = 0
+_INTRANS = 2
 
 
 def psycopg_kwargs(
@@ -47,3 +54,34 @@ def apply_timeouts(connection: psycopg.Connection[Any], timeouts: Timeouts) -> N
     settings = pg_settings(timeouts, server_version=connection.info.server_version)
     in_transaction = int(connection.info.transaction_status) != _IDLE
     set_pg_settings(connection, settings, in_transaction=in_transaction)
+
+
+def set_transaction_timeouts(connection: Any, timeouts: Timeouts) -> None:
+    """Set the server limits of ``timeouts`` for this transaction only.
+
+    For a connection behind a transaction-mode pooler (PgBouncer), where
+    ``psycopg_kwargs``'s startup ``options`` are refused and ``apply_timeouts``'s
+    session-level settings would stay with the server connection for its next
+    client.  Call it first thing in each transaction: with autocommit off, or
+    inside ``with conn.transaction():``; it costs one round trip.  Works for
+    psycopg 3 and psycopg2 connections.
+
+    Raises ``ConfigurationError`` on an autocommit connection outside a
+    transaction block (there is no transaction to carry the limits) or in a
+    failed transaction.
+    """
+    status = int(connection.info.transaction_status)
+    if status == _IDLE and connection.autocommit:
+        raise ConfigurationError(
+            "set_transaction_timeouts needs a transaction to carry the limits: call it inside "
+            "`with conn.transaction():` or on a connection with autocommit off"
+        )
+    if status not in (_IDLE, _INTRANS):
+        raise ConfigurationError(
+            "set_transaction_timeouts cannot run in a failed or busy transaction: roll back first"
+        )
+    settings = pg_settings(timeouts, server_version=connection.info.server_version)
+    # psycopg 3 would prepare the statement after a few runs; a prepared statement
+    # outlives the pooled transaction, so it is never prepared.
+    options = {"prepare": False} if type(connection).__module__.startswith("psycopg.") else {}
+    set_pg_transaction_settings(connection, settings, execute_options=options)

@@ -10,7 +10,7 @@ import importlib
 import warnings
 from typing import Any
 
-_PUBLIC = ("apply_timeouts", "psycopg2_kwargs")
+_PUBLIC = ("apply_timeouts", "psycopg2_kwargs", "set_transaction_timeouts")
 
 
 def __getattr__(name: str) -> Any:

@@ -6,6 +6,9 @@ from typing import Any
 
 from ...core import Timeouts
 from .._timeouts import libpq_params, pg_settings, set_pg_settings
+from ..psycopg._timeouts import set_transaction_timeouts
+
+__all__ = ["apply_timeouts", "psycopg2_kwargs", "set_transaction_timeouts"]
 
 #: ``psycopg2.extensions.TRANSACTION_STATUS_IDLE``.
 _IDLE = 0

@@ -7,14 +7,17 @@ invalidates the connection: the pool's ``invalidate`` event gets the ``Cancelled
 and the connection is closed rather than returned.  What the server does then depends
 on the server:
 
-- PostgreSQL: asyncpg and psycopg send a cancel request on cancellation, and a backend
-  whose client closed the socket ends at its next read, rolling back.  Nothing to add.
+- PostgreSQL: asyncpg and psycopg send a cancel request on cancellation, but one that
+  arrives before the statement started is dropped, and the backend then runs its
+  statement on after its client hung up: its backend is ended with
+  ``pg_terminate_backend`` the same way as MariaDB's ``KILL`` below (see ``_cancel_pg``).
 - MariaDB/MySQL: the session runs its statement to the end after its client hung up,
   holding its transaction's locks all along (a ``SLEEP(30)`` stays "Query" for 30 s,
   an ``UPDATE`` waiting on a lock keeps waiting).  Here the ``invalidate`` listener
   ends the session with ``KILL CONNECTION`` on a connection of its own, made with the
   engine's own connect arguments (as the ``do_connect`` event last saw them), in a task
-  of its own; the cancelled task waits for it, shielded, so that once the cancellation
+  of its own, and waits until the session is gone (``KILL`` returns before it rolled
+  back); the cancelled task waits for that, shielded, so that once the cancellation
   has reached the application the server has let go.  (Were that task cancelled again
   meanwhile, the ``KILL`` carries on in the background.)
 
@@ -40,12 +43,14 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import _liveness
+from . import _cancel_pg, _liveness
 
 logger = logging.getLogger("sessionward.sqlalchemy")
 
 #: How long the ``KILL`` (connect, statement, close) may take before it is given up.
 KILL_TIMEOUT_SECONDS = 5.0
+#: How often the server is asked meanwhile whether the killed session is gone.
+KILLED_POLL_SECONDS = 0.01
 #: MariaDB/MySQL ``ER_NO_SUCH_THREAD``: the session had already ended.
 _NO_SUCH_THREAD = 1094
 #: Async drivers whose server runs a statement on after the client hung up, and the
@@ -73,9 +78,11 @@ class _Killer:
 def install(engine: Engine, driver: str, name: str) -> None:
     """Listen on ``engine`` (an ``AsyncEngine``'s ``sync_engine``) for connections
     invalidated by a cancellation, when its driver's server needs that."""
-    if driver not in _KILLED_ON_CANCEL:
+    if driver not in _KILLED_ON_CANCEL and driver not in _cancel_pg.DRIVERS:
         return
     killer = _Killer(driver, name)
+    if driver in _cancel_pg.DRIVERS:  # the pid, while the driver still knows it
+        event.listen(engine, "connect", functools.partial(_cancel_pg.note_pid, driver))
     event.listen(engine, "do_connect", functools.partial(_note_arguments, killer))
     event.listen(engine, "invalidate", functools.partial(_on_invalidate, killer))
 
@@ -104,7 +111,7 @@ def _on_invalidate(
     if not is_cancellation(error):
         return
     try:
-        _end_session(killer, dbapi_connection)
+        _end_session(killer, dbapi_connection, record)
     except Exception:
         logger.warning(
             "%s: ending the server session of a cancelled connection failed",
@@ -113,7 +120,7 @@ def _on_invalidate(
         )
 
 
-def _end_session(killer: _Killer, dbapi_connection: Any) -> None:
+def _end_session(killer: _Killer, dbapi_connection: Any, record: Any = None) -> None:
     if killer.cparams is None:
         if not killer.warned:
             killer.warned = True
@@ -124,7 +131,11 @@ def _end_session(killer: _Killer, dbapi_connection: Any) -> None:
                 killer.name,
             )
         return
-    connection_id = _connection_id(dbapi_connection)
+    connection_id = (
+        _cancel_pg.pid_of(record)
+        if killer.driver in _cancel_pg.DRIVERS
+        else _connection_id(dbapi_connection)
+    )
     if connection_id is None:
         return
     try:
@@ -176,6 +187,9 @@ async def _kill_now(killer: _Killer, connection_id: int) -> None:
     """``KILL CONNECTION`` on a new connection made as the engine makes its own."""
     cparams = dict(killer.cparams or {})
     connect = cparams.pop("async_creator_fn", None)
+    if killer.driver in _cancel_pg.DRIVERS:
+        await _cancel_pg.terminate(killer.driver, connect, killer.cargs, cparams, connection_id)
+        return
     if connect is None:
         connect = importlib.import_module(_KILLED_ON_CANCEL[killer.driver]).connect
     connection = await connect(*(killer.cargs or ()), **cparams)
@@ -185,6 +199,15 @@ async def _kill_now(killer: _Killer, connection_id: int) -> None:
             await cursor.execute(
                 _load("kill_cancelled_session_mariadb"), {"connection_id": connection_id}
             )
+            # KILL returns before the session rolled back: wait until it is gone, so its
+            # locks are free once the cancellation reaches the application.
+            while True:
+                await cursor.execute(
+                    _load("get_killed_session_mariadb"), {"connection_id": connection_id}
+                )
+                if not await _maybe_await(cursor.fetchone()):
+                    break
+                await asyncio.sleep(KILLED_POLL_SECONDS)
         finally:
             await _maybe_await(cursor.close())
     finally:

@@ -954,7 +954,7 @@ def _scan(state: _State, now: float) -> None:
 
 
 #: Code objects known to be ours or SQLAlchemy's, so each is judged once.
-_internal_code: dict[Any, bool] = {}
+_internal_code: dict[int, tuple[Any, bool]] = {}
 #: Where the application's frame was found last time: how many frames above the
 #: checkout listener, and its code.  Looked at first, so the usual case costs one
 #: frame.  (Should the same code sit at that depth while another application frame
@@ -990,11 +990,14 @@ def _taken_at() -> tuple[Any, int]:
 
 def _is_internal(frame: Any) -> bool:
     code = frame.f_code
-    known = _internal_code.get(code)
-    if known is None:
+    # By id: a code object's hash walks its constants each time.  The code is kept
+    # beside the answer, so a freed code's id reused by another is told apart.
+    seen = _internal_code.get(id(code))
+    if seen is None or seen[0] is not code:
         module = str(frame.f_globals.get("__name__", ""))
-        known = _internal_code[code] = module == __name__ or module.startswith(_NOT_THE_APPLICATION)
-    return known
+        internal = module == __name__ or module.startswith(_NOT_THE_APPLICATION)
+        seen = _internal_code[id(code)] = (code, internal)
+    return seen[1]
 
 
 def _warn(message: str, holder: Holder) -> None:
@@ -1047,8 +1050,12 @@ def _facts(state: _State, dbapi_connection: Any) -> _Facts:
             row = cursor.fetchone()
         finally:
             cursor.close()
-    finally:
+    except Exception:
         dbapi_connection.rollback()
+        raise
+    # Not in a ``finally``: after a cancellation the driver closed the connection, and
+    # the rollback's error would replace the CancelledError (and fall back silently).
+    dbapi_connection.rollback()
     if state.driver == "asyncpg" and row is not None:
         row = tuple(row)  # an asyncpg Record, through SQLAlchemy's adapted cursor
     if not isinstance(row, (tuple, list)) or len(row) != 4:

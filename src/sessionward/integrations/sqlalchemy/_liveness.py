@@ -130,6 +130,8 @@ def closed_check(driver: str) -> Callable[[Any], Any]:
     return lambda connection: False
 
 
+#: What a server that resolves client names calls ``localhost``.
+_LOOPBACK = ("127.0.0.1", "::1")
 #: Where this process's open descriptors are listed (Linux, then macOS and the BSDs).
 _FD_DIRECTORIES = ("/proc/self/fd", "/dev/fd")
 
@@ -139,8 +141,10 @@ def find_socket(client_address: str, server_port: int) -> int | None:
     ``client_address`` (``ip:port`` as the server shows it) and whose peer's port is
     ``server_port``.
 
-    ``None`` when the address is not an IP and port (a Unix socket, or a name the
-    server resolved), or when not exactly one socket matches: two connections to
+    ``localhost:port`` (a server that resolves client names, as MariaDB does by
+    default) stands for either loopback address.  ``None`` when the address is not
+    an IP or ``localhost`` and a port (a Unix socket, or another name the server
+    resolved), or when not exactly one socket matches: two connections to
     different servers may share a local port, and the wrong socket would vouch for a
     dead session (or, in ``transaction()``, call a live one ended).
 
@@ -153,17 +157,21 @@ def find_socket(client_address: str, server_port: int) -> int | None:
     if not port_text.isdigit() or not host:
         return None
     port = int(port_text)
-    try:
-        ip = str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
+    ips: tuple[str, ...]
+    if host == "localhost":
+        ips = _LOOPBACK
+    else:
+        try:
+            ips = (str(ipaddress.ip_address(host.strip("[]"))),)
+        except ValueError:
+            return None
     found = [
         fd
         for fd in _descriptors()
         if (ends := _tcp_ends(fd)) is not None
         and ends[0][1] == port
         and ends[1][1] == server_port
-        and _same_ip(ends[0][0], ip)
+        and any(_same_ip(ends[0][0], ip) for ip in ips)
     ]
     return found[0] if len(found) == 1 else None
 

@@ -7,21 +7,24 @@ checked out, its holder and the code line that took it, at no extra round trip.
   ``server_settings``) or PyMySQL's / aiomysql's ``program_name`` connection
   attribute, only where the URL, ``connect_args`` and earlier listeners set no name.
   mysqlclient sends no connection attributes: nothing there.
-- at checkout (``harden``'s checkout listener calls ``tag``): the comment for the
-  holder and code line is looked up, built once per site, and kept for the connection.
+- at checkout (``harden``'s checkout listener calls ``tag``, with the code object and
+  instruction offset it found for ``holders()``): the comment for the holder and code
+  line is one dict lookup (built once per site), kept in the connection's ``Slot``.
 - the comment is appended to each statement of the checkout, unless the statement
-  has a comment already.  The comment is the same text for the same site, so
-  statement caches and prepared statements keep working.
+  has a comment already; each statement's tagged text is built once and looked up
+  after that.  The comment is the same text for the same site, so statement caches
+  and prepared statements keep working.
 
 Synchronous drivers get it in the driver, below SQLAlchemy: the pool's ``connect``
 event gives each new connection a subclass of its own cursor class (psycopg's and
 psycopg2's ``cursor_factory``, PyMySQL's and mysqlclient's ``cursorclass``, their
-documented extension points), so SQLAlchemy, its events, ``echo`` and its
-statement cache see the statements as before, and the engine has no connection
-events it did not have.  There ``%`` are doubled exactly where the driver reads
-them: in a statement given parameters.  ``executemany`` on PyMySQL and mysqlclient
-is left alone (they batch an ``INSERT`` only when nothing follows its ``VALUES``);
-the statements it runs row by row are tagged.
+documented extension points; a class per connection, holding its ``Slot``), so
+SQLAlchemy, its events, ``echo`` and its statement cache see the statements as
+before, and the engine has no connection events it did not have.  There ``%`` are
+doubled exactly where the driver reads them: in a statement given parameters.
+``executemany`` on PyMySQL and mysqlclient is left alone (they batch an ``INSERT``
+only when nothing follows its ``VALUES``); the statements it runs row by row are
+tagged.
 
 Async drivers run through SQLAlchemy's own adapters, so there the comment is added
 in ``before_cursor_execute`` (``retval=True``), with ``%`` doubled as SQLAlchemy
@@ -30,7 +33,6 @@ does for its own text under the ``format`` and ``pyformat`` paramstyles.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import warnings
@@ -39,14 +41,15 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from ...core import with_comment
 from .. import _origin
 from . import _liveness
 
 logger = logging.getLogger("sessionward.sqlalchemy")
 
-#: The pool entry's ``info`` key of the checkout's comment: ``(comment, with %% doubled)``.
+#: The pool entry's ``info`` key of the checkout's ``Comment`` (async drivers).
 COMMENT_KEY = "sessionward.origin"
+#: The pool entry's ``info`` key of the connection's ``Slot``, read by its cursors.
+SLOT_KEY = "sessionward.origin_slot"
 
 _POSTGRESQL_LIBPQ = frozenset({"psycopg", "psycopg2", "psycopg_async"})
 _PROGRAM_NAME = frozenset({"pymysql", "aiomysql"})
@@ -79,7 +82,9 @@ class EngineOrigin:
         self.name = name
         self.driver = driver
         self.tagger = _origin.Tagger(service, max_bytes)
-        self.holder = _origin.task_holder if is_async else _origin.thread_holder
+        #: The holder as a cache key: the thread's name as it is (its counter taken out
+        #: once per site), or the task's holder (an unnamed task's counter differs each time).
+        self.holder = _origin.task_holder if is_async else _origin.thread_name
         #: Whether the driver reads ``%`` in a statement given parameters.
         self.percent = paramstyle in ("format", "pyformat")
         self.skip_many = driver in _MYSQL
@@ -130,29 +135,35 @@ class EngineOrigin:
                 # A RawCursor takes $1 placeholders and reads no %.
                 percent = not (isinstance(base, type) and issubclass(base, psycopg.RawCursor))
             if isinstance(base, type):
-                made = _origin.tagging_class(base, percent=percent, many=not self.skip_many)
+                slot = _origin.Slot()
+                made = _origin.tagging_class(
+                    base, percent=percent, many=not self.skip_many, slot=slot
+                )
                 setattr(dbapi_connection, attribute, made)
+                record.info[SLOT_KEY] = slot
         except Exception as error:
             self.fail("preparing a new connection failed", error)
 
     # ----------------------------------------------------------------- checkout
 
     def tag(self, dbapi_connection: Any, info: dict[str, Any], code: Any, lasti: int) -> None:
-        """Keep the comment for this checkout's holder and code line."""
+        """Keep the comment for this checkout's holder and code line: one dict lookup."""
         try:
-            holder = self.holder()
-            key = (code, lasti, holder)
-            pair = self.tagger.cached(key)
-            if pair is None:
-                pair = self.tagger.remember(key, holder, self._code_line(code, lasti))
+            key = (id(code), lasti, self.holder())
+            comment = self.tagger.cached(key)
+            if comment is None:
+                comment = self.tagger.remember(key, key[2], self._code_line(code, lasti), code)
             if self.in_driver:
-                _origin.comments[dbapi_connection] = pair
+                slot = info.get(SLOT_KEY)
+                if slot is not None:
+                    slot.comment = comment
             else:
-                info[COMMENT_KEY] = pair
+                info[COMMENT_KEY] = comment
         except Exception as error:
             info.pop(COMMENT_KEY, None)
-            with contextlib.suppress(Exception):
-                _origin.comments.pop(dbapi_connection, None)
+            slot = info.get(SLOT_KEY)
+            if slot is not None:
+                slot.comment = None
             self.fail("tagging a checkout failed", error)
 
     def _code_line(self, code: Any, lasti: int) -> str | None:
@@ -175,8 +186,8 @@ class EngineOrigin:
         executemany: bool,
     ) -> tuple[str, Any]:
         try:
-            pair = conn.info.get(COMMENT_KEY)
-            if pair is None or (executemany and self.skip_many):
+            comment = conn.info.get(COMMENT_KEY)
+            if comment is None or (executemany and self.skip_many):
                 return statement, parameters
             doubled = (
                 self.percent
@@ -184,7 +195,7 @@ class EngineOrigin:
                 # SQLAlchemy hands the driver no parameters at all only here.
                 and (bool(parameters) or context is None or not context.no_parameters)
             )
-            return with_comment(statement, pair[1] if doubled else pair[0]), parameters
+            return _origin.tagged(statement, comment, doubled), parameters
         except Exception as error:
             self.fail("tagging a statement failed", error)
             return statement, parameters

@@ -8,6 +8,11 @@ arguments, are taken out of both so neither the driver nor ``create_engine``
 sees them, and are checked before the engine is made: a bad one is one
 ``ConfigurationError`` naming what is accepted, and no engine comes back.
 
+With ``sessionward_skip_rollback_after_commit=true``, on PyMySQL and
+mysqlclient, the plugin also makes the pool without its own reset on return
+(unless ``pool_reset_on_return`` is given) and resets through pool events,
+leaving out the ``ROLLBACK`` after a commit: see ``_reset``.
+
 >>> options = _options({"sessionward_liveness": "ping", "sessionward_hold_warning": "2m"})
 >>> options["liveness"], options["hold_warning_seconds"]
 ('ping', 120.0)
@@ -31,6 +36,7 @@ from sqlalchemy.engine import URL, CreateEnginePlugin, Engine
 
 from ...core import ConfigurationError, Timeouts, parse_duration
 from ...core._timeouts import MAX_KEEPALIVE_PROBES as MAX_PROBES
+from . import _reset
 from ._harden import (
     FallbackWarning,
     _states,
@@ -152,7 +158,11 @@ _TIMEOUT_OPTIONS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "max_keepalive_probes": ("max_keepalive_probes", _probes),
     "tcp_user_timeout": ("tcp_user_timeout_seconds", _duration),
 }
-OPTIONS = tuple(sorted(PREFIX + name for name in (*_HARDEN_OPTIONS, *_TIMEOUT_OPTIONS)))
+#: Not a ``harden()`` argument: the pool's reset, which only the plugin can set.
+SKIP_ROLLBACK = PREFIX + "skip_rollback_after_commit"
+OPTIONS = tuple(
+    sorted([SKIP_ROLLBACK, *(PREFIX + name for name in (*_HARDEN_OPTIONS, *_TIMEOUT_OPTIONS))])
+)
 
 
 def _options(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,19 +207,37 @@ class SessionwardPlugin(CreateEnginePlugin):
                 raise ConfigurationError(f"{name} is given both in the URL and as an argument")
             given[name] = kwargs.pop(name)
         self._names = list(given)
+        skip = given.pop(SKIP_ROLLBACK, False)
+        if isinstance(skip, tuple):
+            raise ConfigurationError(f"{SKIP_ROLLBACK} is given {len(skip)} times; give it once")
+        self._skip_rollback = _switch(SKIP_ROLLBACK, skip)
         self._arguments = _options(given)
         dialect = url.get_dialect()
-        check_driver(
-            getattr(dialect, "driver", ""),
-            bool(getattr(dialect, "is_async", False)),
-            url.drivername,
-        )
+        self._driver = getattr(dialect, "driver", "")
+        check_driver(self._driver, bool(getattr(dialect, "is_async", False)), url.drivername)
+        #: Whether this plugin set the pool's ``reset_on_return`` (see ``_reset``).
+        self._owns_reset = False
+
+    def handle_pool_kwargs(self, pool_cls: type, pool_args: dict[str, Any]) -> None:
+        """When asked, on PyMySQL and mysqlclient, take over the pool's reset on return
+        (``_reset``), unless the user chose one (``pool_reset_on_return``)."""
+        if (
+            self._skip_rollback
+            and self._driver in _reset.DRIVERS
+            and "reset_on_return" not in pool_args
+            and _reset.supported()
+        ):
+            pool_args["reset_on_return"] = None
+            self._owns_reset = True
 
     def update_url(self, url: URL) -> URL:
         """The URL without our options: the driver never sees them."""
         return url.difference_update_query(self._names)
 
     def engine_created(self, engine: Engine) -> None:
+        if self._owns_reset:
+            # First, and whatever harden() does: the pool resets nothing by itself now.
+            _reset.install(engine)
         if engine in _states:  # named twice, in the URL and in plugins=[...]
             return
         try:

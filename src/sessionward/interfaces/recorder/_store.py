@@ -1,7 +1,8 @@
 """The recording file: snapshots in SQLite (WAL), bounded by age and size.
 
-One row per frame in ``frames`` (the snapshot's JSON form by column, xz-compressed, with the
-pids of the recorder's own sessions) and one row per lock wait in ``edges``.  The file
+One row per frame in ``frames`` (the snapshot's JSON form by column, xz-compressed, most
+frames as a delta against a keyframe: see ``_codec``; with the pids of the recorder's own
+sessions) and one row per lock wait in ``edges``.  The file
 says what it is with ``PRAGMA application_id`` and its schema with ``user_version``: a
 reader refuses anything else, and a file from a newer schema, in one line.
 
@@ -25,12 +26,19 @@ from typing import Any
 
 from ...core import ConfigurationError, Snapshot, snapshot_from_dict
 from ...core._snapshot_json import snapshot_to_dict
+from . import _codec
 
 #: ``PRAGMA application_id``: "SWrc", so ``file`` and a reader can tell the file apart.
 APPLICATION_ID = 0x53577263
-SCHEMA_VERSION = 1
+#: 2: frames as deltas against keyframes (``frames.base_id``); 1 is still read, and
+#: a recorder appending to a schema 1 file adds the column first.
+SCHEMA_VERSION = 2
+#: A keyframe every this many frames (a minute at the default 5 s): the rest are
+#: deltas against it, so reading any frame decompresses two blobs at most.
+KEYFRAME_EVERY = 12
 #: Below this a recording cannot hold the schema and a frame or two.
 MIN_MAX_BYTES = 64 * 1024
+PAGE_BYTES = 1024
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +48,8 @@ CREATE TABLE frames (
     own_pids TEXT NOT NULL,          -- JSON list: the recorder's own sessions
     sessions INTEGER NOT NULL,
     waiting INTEGER NOT NULL,
-    data BLOB NOT NULL               -- xz(JSON snapshot by column, see _encode)
+    data BLOB NOT NULL,              -- xz(JSON snapshot by column, see _codec)
+    base_id INTEGER                  -- the keyframe a delta is read against; NULL: a keyframe
 );
 CREATE INDEX frames_taken_at ON frames (taken_at);
 CREATE TABLE edges (
@@ -78,31 +87,6 @@ def _moment(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def _encode(snapshot: Snapshot) -> bytes:
-    """The snapshot's JSON form, by column (a column of one session field compresses far
-    better than rows), ages to the millisecond, xz-compressed (``bench/recorder.py``)."""
-    document = snapshot_to_dict(snapshot)
-    rows = document.pop("sessions")
-    names = [name for name in (rows[0] if rows else ()) if name != "blocking"]  # derived
-    document["count"] = len(rows)
-    document["columns"] = {name: [_to_ms(row[name]) for row in rows] for name in names}
-    text = json.dumps(document, separators=(",", ":"))
-    return lzma.compress(text.encode("utf-8"), preset=6)
-
-
-def _decode(data: bytes) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(lzma.decompress(data).decode("utf-8"))
-    columns = document.pop("columns")
-    count = document.pop("count")
-    document["sessions"] = [{name: values[i] for name, values in columns.items()}
-                            for i in range(count)]  # fmt: skip
-    return document
-
-
-def _to_ms(value: Any) -> Any:
-    return round(value, 3) if isinstance(value, float) else value
-
-
 class Recorder:
     """The writing side: one per file, refused while another holds the file."""
 
@@ -120,20 +104,32 @@ class Recorder:
         except BaseException:
             os.close(self._lock_fd)
             raise
+        #: The keyframe new frames are deltas against: its id, server and sessions by
+        #: pid, and how many frames were written since; ``None``: the next is a keyframe.
+        self._key: tuple[int, dict[str, Any], dict[int, _codec.Row]] | None = None
+        self._since_key = 0
 
     def write(self, snapshot: Snapshot, *, own_pids: tuple[int, ...]) -> int:
         """Store one frame, then trim by age and size; return its id."""
         edges = [(s.pid, b) for s in snapshot.sessions for b in s.blocked_by]
+        document = snapshot_to_dict(snapshot)
+        key = self._key
+        if key is not None and (
+            self._since_key >= KEYFRAME_EVERY - 1 or key[1] != document["server"]
+        ):
+            key = None
+        stored = _codec.encode(document, key_rows=None if key is None else key[2])
         with self._transaction():
             cursor = self._conn.execute(
-                "INSERT INTO frames (taken_at, own_pids, sessions, waiting, data)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO frames (taken_at, own_pids, sessions, waiting, data, base_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     _epoch(snapshot.taken_at),
                     json.dumps(list(own_pids)),
                     len(snapshot.sessions),
                     len({w for w, _ in edges}),
-                    _encode(snapshot),
+                    _codec.compress(stored),
+                    None if key is None else key[0],
                 ),
             )
             frame_id = cursor.lastrowid
@@ -142,6 +138,12 @@ class Recorder:
                 "INSERT INTO edges (frame_id, waiter, blocker) VALUES (?, ?, ?)",
                 [(frame_id, w, b) for w, b in edges],
             )
+        if key is None:
+            # What the deltas will be compared with: the keyframe as a reader decodes it.
+            rows = _codec.by_pid(_codec.decode(stored))
+            self._key, self._since_key = (frame_id, document["server"], rows), 0
+        else:
+            self._since_key += 1
         self._trim(_epoch(snapshot.taken_at))
         return frame_id
 
@@ -192,12 +194,55 @@ class Recorder:
             self._shrink()
 
     def _delete_where(self, condition: str, params: tuple[Any, ...]) -> int:
+        """Delete the frames matching ``condition``; the deltas that outlive their keyframe
+        are stored again, against the first of them made a keyframe."""
         with self._transaction():
-            self._conn.execute(
-                f"DELETE FROM edges WHERE frame_id IN (SELECT id FROM frames WHERE {condition})",
-                params,
+            doomed = [
+                row[0]
+                for row in self._conn.execute(f"SELECT id FROM frames WHERE {condition}", params)
+            ]
+            if not doomed:
+                return 0
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY)")
+            self._conn.execute("DELETE FROM temp.doomed")
+            self._conn.executemany(
+                "INSERT INTO temp.doomed (id) VALUES (?)", [(i,) for i in doomed]
             )
-            return self._conn.execute(f"DELETE FROM frames WHERE {condition}", params).rowcount
+            orphans = self._conn.execute(
+                "SELECT f.id, f.data, f.base_id, k.data"
+                " FROM frames AS f JOIN frames AS k ON k.id = f.base_id"
+                " WHERE f.base_id IN (SELECT id FROM temp.doomed)"
+                " AND f.id NOT IN (SELECT id FROM temp.doomed) ORDER BY f.base_id, f.taken_at, f.id"
+            ).fetchall()
+            self._rekey(orphans)
+            self._conn.execute("DELETE FROM edges WHERE frame_id IN (SELECT id FROM temp.doomed)")
+            deleted = self._conn.execute(
+                "DELETE FROM frames WHERE id IN (SELECT id FROM temp.doomed)"
+            ).rowcount
+        if self._key is not None and self._key[0] in doomed:
+            self._key = None
+        return deleted
+
+    def _rekey(self, orphans: list[tuple[int, bytes, int, bytes]]) -> None:
+        """Store ``orphans`` (id, data, keyframe id, keyframe data; by keyframe, oldest
+        first) again: the first of each keyframe's as a keyframe, the others against it."""
+        base_id: int | None = None
+        old_key: dict[int, _codec.Row] = {}
+        new_key: tuple[int, dict[int, _codec.Row]] | None = None
+        for frame_id, data, frame_base_id, base_data in orphans:
+            if frame_base_id != base_id:
+                base_id, new_key = frame_base_id, None
+                old_key = _codec.by_pid(_codec.decode(_codec.decompress(base_data)))
+            document = _codec.decode(_codec.decompress(data), key_rows=old_key)
+            stored = _codec.encode(document, key_rows=None if new_key is None else new_key[1])
+            self._conn.execute(
+                "UPDATE frames SET data = ?, base_id = ? WHERE id = ?",
+                (_codec.compress(stored), None if new_key is None else new_key[0], frame_id),
+            )
+            if new_key is None:
+                new_key = (frame_id, _codec.by_pid(_codec.decode(stored)))
+        if orphans:
+            self._key = None  # the writer's keyframe may have been one of them
 
     def _shrink(self) -> None:
         """Give freed pages back to the file system and empty the write-ahead log."""
@@ -235,7 +280,8 @@ def _open_for_writing(path: str, interval_seconds: float) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise ConfigurationError(f"{path}: cannot open: {error}") from None
     try:
-        _check_file(conn, path)
+        if _check_file(conn, path) < SCHEMA_VERSION:
+            _upgrade(conn)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(
@@ -260,6 +306,9 @@ def _create(path: str) -> None:
     try:
         conn = sqlite3.connect(draft, isolation_level=None)
         try:
+            # Frames are a few KiB each: small pages waste less at the end of each one.
+            # (SQLite takes the page size only before any other setting.)
+            conn.execute(f"PRAGMA page_size = {PAGE_BYTES}")
             # Page reuse and shrinking need auto_vacuum set before the first table.
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -276,7 +325,20 @@ def _create(path: str) -> None:
         raise ConfigurationError(f"{path}: cannot create: {reason}") from None
 
 
-def _check_file(conn: sqlite3.Connection, path: str) -> None:
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Make a schema 1 file take schema 2 frames: its frames stay keyframes (format 1)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE frames ADD COLUMN base_id INTEGER")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _check_file(conn: sqlite3.Connection, path: str) -> int:
+    """The file's schema version, once it is known to be a recording this one reads."""
     (app_id,) = conn.execute("PRAGMA application_id").fetchone()
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if app_id != APPLICATION_ID:
@@ -286,6 +348,7 @@ def _check_file(conn: sqlite3.Connection, path: str) -> None:
             f"{path}: recorded by a newer sessionward (schema {version}; "
             f"this one reads up to {SCHEMA_VERSION})"
         )
+    return int(version)
 
 
 class Recording:
@@ -304,7 +367,7 @@ class Recording:
         except sqlite3.Error as error:
             raise ConfigurationError(f"{path}: cannot open: {error}") from None
         try:
-            _check_file(self._conn, path)
+            version = _check_file(self._conn, path)
             self._conn.execute("SELECT count(*) FROM frames").fetchone()
         except sqlite3.Error as error:
             self._conn.close()
@@ -312,6 +375,11 @@ class Recording:
         except BaseException:
             self._conn.close()
             raise
+        # Schema 1 has no deltas: every frame is a keyframe.
+        base = "base_id" if version >= 2 else "NULL"
+        self._columns = f"id, taken_at, own_pids, data, {base}"
+        #: The last keyframe a delta was read against: its id and sessions by pid.
+        self._key: tuple[int, dict[int, _codec.Row]] | None = None
 
     def summary(self) -> Summary:
         count, first, last = self._one("SELECT count(*), min(taken_at), max(taken_at) FROM frames")
@@ -326,7 +394,7 @@ class Recording:
     def at_or_before(self, moment: dt.datetime) -> StoredFrame | None:
         """The frame nearest ``moment`` that is not after it."""
         row = self._conn.execute(
-            "SELECT id, taken_at, own_pids, data FROM frames WHERE taken_at <= ?"
+            f"SELECT {self._columns} FROM frames WHERE taken_at <= ?"
             " ORDER BY taken_at DESC, id DESC LIMIT 1",
             (_epoch(moment),),
         ).fetchone()
@@ -334,7 +402,7 @@ class Recording:
 
     def between(self, start: dt.datetime, end: dt.datetime) -> Iterator[StoredFrame]:
         rows = self._conn.execute(
-            "SELECT id, taken_at, own_pids, data FROM frames WHERE taken_at BETWEEN ? AND ?"
+            f"SELECT {self._columns} FROM frames WHERE taken_at BETWEEN ? AND ?"
             " ORDER BY taken_at, id",
             (_epoch(start), _epoch(end)),
         )
@@ -348,7 +416,7 @@ class Recording:
 
     def load(self, frame_id: int) -> StoredFrame:
         row = self._conn.execute(
-            "SELECT id, taken_at, own_pids, data FROM frames WHERE id = ?", (frame_id,)
+            f"SELECT {self._columns} FROM frames WHERE id = ?", (frame_id,)
         ).fetchone()
         if row is None:
             raise ConfigurationError(f"{self.path}: frame {frame_id} is gone (retention)")
@@ -371,9 +439,10 @@ class Recording:
         return tuple(row)
 
     def _frame(self, row: tuple[Any, ...]) -> StoredFrame:
-        frame_id, taken_at, own_pids, data = row
+        frame_id, taken_at, own_pids, data, base_id = row
         try:
-            document = _decode(data)
+            key_rows = None if base_id is None else self._key_rows(frame_id, base_id)
+            document = _codec.decode(_codec.decompress(data), key_rows=key_rows)
             pids = tuple(int(p) for p in json.loads(own_pids))
         except (lzma.LZMAError, ValueError, TypeError, KeyError, IndexError) as error:
             raise ConfigurationError(
@@ -385,6 +454,17 @@ class Recording:
             own_pids=pids,
             snapshot=snapshot_from_dict(document),
         )
+
+    def _key_rows(self, frame_id: int, base_id: int) -> dict[int, _codec.Row]:
+        """The sessions by pid of the keyframe ``base_id`` (kept for the next delta)."""
+        if self._key is not None and self._key[0] == base_id:
+            return self._key[1]
+        row = self._conn.execute("SELECT data FROM frames WHERE id = ?", (base_id,)).fetchone()
+        if row is None:
+            raise ValueError(f"its keyframe {base_id} is gone")
+        rows = _codec.by_pid(_codec.decode(_codec.decompress(row[0])))
+        self._key = (base_id, rows)
+        return rows
 
 
 def _uri_path(path: str) -> str:

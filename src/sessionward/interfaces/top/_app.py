@@ -35,7 +35,7 @@ from ...core import (
 )
 from .._text import printable
 from ..shell import _render
-from ._frame import Frame, header_dict
+from ._frame import Frame, header_dict, queries_text
 from ._replay import ReplaySource
 from ._source import FrameSource
 
@@ -93,7 +93,7 @@ class TopApp(App[None]):
         Binding("k", "end('terminate')", "Terminate"),
         Binding("left_square_bracket", "step(-1)", "Back"),
         Binding("right_square_bracket", "step(1)", "On"),
-        Binding("n", "next_episode", "Next episode"),
+        Binding("n", "next_episode", "Episode"),
     ]
 
     def __init__(
@@ -195,18 +195,26 @@ class TopApp(App[None]):
         return tuple(sorted(chosen, key=lambda s: (key(s), s.pid)))
 
     def _update_status(self) -> None:
-        """Two short lines: where and how we look, then what the server has."""
+        """Two short lines: where and how we look, then what the server has.
+
+        Lines are cut, not wrapped, so at 80 columns the header keeps its two
+        rows; what matters most (blocked sessions, the longest transaction) comes
+        before the count by state, which is what gets cut.
+        """
         assert self.frame is not None
         head = header_dict(self.frame)
-        version = head["version"].split()[0] if head["version"] else ""
-        line = Text()
+        # "10.11.19", not "10.11.19-MariaDB-0+deb12u1": the first line must fit 80 columns.
+        version = head["version"].split()[0].split("-")[0] if head["version"] else ""
+        line = Text(no_wrap=True, overflow="ellipsis")
         line.append(printable(f"{head['engine']} {version}"), style="bold")
         line.append(f"  {self.frame.snapshot.taken_at:%H:%M:%S}")
         if isinstance(self.source, ReplaySource):
             line.append(f"  replay {self.source.position + 1}/{self.source.count}", style="bold")
         else:
             line.append(f"  every {format_age(self.interval_seconds)}")
-            line.append(f" (read {head['cost_ms']:.0f}ms)", style="dim")
+            line.append(
+                f" (read {head['cost_ms']:.0f}ms{queries_text(head['queries'])})", style="dim"
+            )
         line.append(f"  sort {self.sort}")
         if self.paused:
             line.append("  PAUSED", style="bold yellow")
@@ -216,14 +224,14 @@ class TopApp(App[None]):
             line.append(f"  filter {printable(self.text_filter)!r}")
         states = ", ".join(f"{n} {printable(state)}" for state, n in head["states"].items())
         line.append(f"\n{len(self.shown_sessions)} of {head['sessions']} sessions")
-        if states:
-            line.append(f" ({states})", style="dim")
         if head["blocked"]:
             line.append(f"  {head['blocked']} blocked", style="bold red")
         longest = head["longest_transaction"]
         if longest is not None:
             age = format_age(longest["xact_age_seconds"])
             line.append(f"  longest xact {longest['pid']} {age}")
+        if states:
+            line.append(f"  ({states})", style="dim")
         self.query_one("#status", Static).update(line)
 
     def _fill_table(self) -> None:

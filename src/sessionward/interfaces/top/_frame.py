@@ -1,5 +1,6 @@
 """One frame of ``sessionward top``: a snapshot, the sessions a filter keeps, the blocker
-forest, and a header (server, counts by state, longest transaction, the frame's own cost).
+forest, and a header (server, counts by state, longest transaction, the frame's own cost:
+its wall time and how many statements it sent).
 
 The frame holds no SQL: it is read through ``SessionControl.snapshot``, exactly as ``ls``
 reads its snapshot, and the forest is the core's ``lock_forest``.
@@ -13,7 +14,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from rich.console import Group
 from rich.text import Text
@@ -36,18 +37,33 @@ class Frame:
     forest: tuple[WaitNode, ...]
     #: Wall time of the read, the lock forest included.
     cost_seconds: float
+    #: Statements the read sent the server; ``None`` where the backend does not count
+    #: them, or the frame was not read from a server (a replay).
+    queries: int | None = None
+
+
+@runtime_checkable
+class CountsStatements(Protocol):
+    """A backend that counts the statements it sends (both adapters do)."""
+
+    @property
+    def statements_sent(self) -> int: ...
 
 
 def take_frame(control: SessionControl, session_filter: SessionFilter, *, sort: str) -> Frame:
     """Read one snapshot and build the frame: one ``snapshot`` read, nothing per session."""
+    backend = control.backend
+    counter = backend if isinstance(backend, CountsStatements) else None
+    sent_before = 0 if counter is None else counter.statements_sent
     started = time.perf_counter()
     snapshot = control.snapshot()
     forest = lock_forest(snapshot)
     cost = time.perf_counter() - started
+    queries = None if counter is None else counter.statements_sent - sent_before
     shown = tuple(
         sorted(session_filter.select(snapshot), key=lambda s: (_render.SORT_KEYS[sort](s), s.pid))
     )
-    return Frame(snapshot=snapshot, shown=shown, forest=forest, cost_seconds=cost)
+    return Frame(snapshot=snapshot, shown=shown, forest=forest, cost_seconds=cost, queries=queries)
 
 
 def state_counts(sessions: Sequence[Session]) -> dict[str, int]:
@@ -78,6 +94,7 @@ def header_dict(frame: Frame) -> dict[str, Any]:
         if longest is None
         else {"pid": longest.pid, "xact_age_seconds": longest.xact_age_seconds},
         "cost_ms": round(frame.cost_seconds * 1000, 3),
+        "queries": frame.queries,
     }
 
 
@@ -128,8 +145,19 @@ def header_text(frame: Frame) -> Text:
         line.append(
             f"  longest xact: pid {longest['pid']} {format_age(longest['xact_age_seconds'])}"
         )
-    line.append(f"  refresh {head['cost_ms']:.1f}ms", style="dim")
+    line.append(f"  refresh {head['cost_ms']:.1f}ms{queries_text(head['queries'])}", style="dim")
     return line
+
+
+def queries_text(queries: int | None) -> str:
+    """`` · 2 queries`` when the frame's statements were counted.
+
+    >>> queries_text(1), queries_text(2), queries_text(None)
+    (' · 1 query', ' · 2 queries', '')
+    """
+    if queries is None:
+        return ""
+    return f" · {queries} {'query' if queries == 1 else 'queries'}"
 
 
 def frame_renderable(frame: Frame, *, width: int) -> Group:

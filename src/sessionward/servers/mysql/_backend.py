@@ -65,6 +65,7 @@ from ._queries import (
     load,
     parse_version,
     quote_identifier,
+    union_all,
 )
 from ._rows import (
     LOCK_WAIT,
@@ -119,6 +120,15 @@ _APPLICATIONS_HINT = (
     "and grant SELECT on performance_schema.session_connect_attrs"
 )
 
+#: The ``kind`` column of the whole read's rows (``list_sessions``, ``list_own_sessions``)
+#: and of its side reads (``list_applications``, ``list_lock_waits``, ``list_metadata_locks``).
+CLOCK = "clock"
+SESSION = "session"
+GRANTEE = "grantee"
+APPLICATION = "application"
+ROW_LOCK = "lock_wait"
+METADATA_LOCK = "metadata_lock"
+
 _BOOL_PARAMS = ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled")
 _TEXT_PARAMS = ("unix_socket", "charset", "ssl_ca", "ssl_cert", "ssl_key")
 _TRUE = ("1", "true", "yes", "on")
@@ -150,6 +160,12 @@ class MySQLBackend:
         self._degraded: tuple[str, ...] = ()
         #: Whether the last snapshot saw every session (PROCESS granted).
         self._sees_all = True
+        #: Whether the server refused this login the whole process list (PROCESS).
+        self._process_denied = False
+        #: Side reads the server refused this login; left out of later reads.
+        self._denied: set[str] = set()
+        #: Statements sent on this connection since ``connect`` handed it over.
+        self._statements = 0
         #: The managed platform sessions are ended through, or ``self-managed``.
         self.platform = SELF_MANAGED
 
@@ -333,31 +349,41 @@ class MySQLBackend:
         )
 
     def _read(self, *, spaced: bool = True) -> Snapshot:
-        """Every session: the whole read."""
+        """Every session: the whole read, in two statements at most.
+
+        The first holds the clock, the optional sources, the sessions and the
+        superusers; the second, only while a session waits on a lock or the
+        server names applications, holds those side reads together.
+        """
         dialect = self._dialect
         degraded: list[str] = []
         if spaced:
             self._space_innodb_reads()
         read_at = time.monotonic()
         with self._errors():
-            sources = self._all(dialect.get_sources)[0]
-            rows = self._all_or_denied(dialect.list_sessions)
+            # Global privileges are read at login: PROCESS refused once stays refused.
+            rows = None if self._process_denied else self._all_or_denied(dialect.list_sessions)
             full = self._sees_all = rows is not None
             if rows is None:
+                self._process_denied = True
                 degraded.append(_PROCESS_HINT)
                 rows = self._all(dialect.list_own_sessions)
+            sources = next(r for r in rows if r["kind"] == CLOCK)
             admins = superusers(
-                (r["grantee"], r["is_superuser"]) for r in self._all(dialect.list_superusers)
+                (r["user"], r["is_superuser"]) for r in rows if r["kind"] == GRANTEE
             )
-            applications = self._applications(bool(sources["applications"]), degraded)
-            waits: dict[int, set[int]] = {}
-            targets: dict[int, str] = {}
-            if full:
-                self._row_lock_waits(rows, bool(sources["lock_waits"]), waits, targets, degraded)
-                self._metadata_lock_waits(
-                    rows, bool(sources["metadata_locks"]), waits, targets, degraded
-                )
+            rows = [r for r in rows if r["kind"] == SESSION]
+            side = self._side_reads(rows, sources, full=full, degraded=degraded)
             self._innodb_read_at = time.monotonic()
+        applications = {int(r["pid"]): str(r["detail"]) for r in side if r["kind"] == APPLICATION}
+        waits: dict[int, set[int]] = {}
+        targets: dict[int, str] = {}
+        for wait in (r for r in side if r["kind"] == ROW_LOCK):
+            waiting = int(wait["pid"])
+            waits.setdefault(waiting, set()).add(int(wait["other_pid"]))
+            if wait["detail"]:
+                targets.setdefault(waiting, f"table {wait['detail']}")
+        self._metadata_lock_waits(rows, side, waits, targets)
         sessions = tuple(
             build_session(
                 row,
@@ -384,6 +410,12 @@ class MySQLBackend:
         self._last_read = (whole, read_at) if full else None
         self._degraded = whole.degraded
         return whole
+
+    @property
+    def statements_sent(self) -> int:
+        """How many statements this connection has sent the server (``top`` shows a
+        refresh's share)."""
+        return self._statements
 
     def cancel(self, pid: int, *, started_at: str | None = None) -> bool:
         """Stop the statement ``pid`` runs with ``KILL QUERY``.
@@ -498,6 +530,7 @@ class MySQLBackend:
             self._all(self._dialect.set_lock_wait, {"seconds": DROP_LOCK_WAIT_SECONDS})
         try:
             with self._conn.cursor() as cursor:
+                self._statements += 1
                 cursor.execute(statement)  # no bound values: no % is read
         except driver_errors().Error as error:
             raise self._drop_error(error, name) from error
@@ -561,10 +594,14 @@ class MySQLBackend:
         return mapped_errors(self._target, statement_limit_seconds=self._limit)
 
     def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._rows(load(name), params)
+
+    def _rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         import pymysql.cursors
 
         with self._conn.cursor(pymysql.cursors.DictCursor) as cursor:
-            cursor.execute(load(name), params)
+            self._statements += 1
+            cursor.execute(sql, params)
             return list(cursor.fetchall())
 
     def _all_or_denied(
@@ -579,59 +616,69 @@ class MySQLBackend:
                 return None
             raise
 
-    def _applications(self, available: bool, degraded: list[str]) -> dict[int, str]:
-        rows = self._all_or_denied(self._dialect.list_applications) if available else None
-        if rows is None:
-            degraded.append(_APPLICATIONS_HINT)
-            return {}
-        return {int(r["pid"]): str(r["application"]) for r in rows}
-
-    def _row_lock_waits(
+    def _side_reads(
         self,
         rows: list[dict[str, Any]],
-        available: bool,
-        waits: dict[int, set[int]],
-        targets: dict[int, str],
+        sources: Mapping[str, Any],
+        *,
+        full: bool,
         degraded: list[str],
-    ) -> None:
-        what = "row-lock blockers not shown"
-        if not available:
-            degraded.append(f"{what}: {self._dialect.lock_waits_hint}")
-            return
-        # The lock tables are read only when some transaction waits.
-        if not any(r["trx_state"] == LOCK_WAIT for r in rows):
-            return
-        found = self._all_or_denied(self._dialect.list_lock_waits)
-        if found is None:
-            degraded.append(f"{what}: {self._dialect.lock_waits_hint}")
-            return
-        for wait in found:
-            waiting = int(wait["waiting_pid"])
-            waits.setdefault(waiting, set()).add(int(wait["blocking_pid"]))
-            if wait["target"]:
-                targets.setdefault(waiting, f"table {wait['target']}")
+    ) -> list[dict[str, Any]]:
+        """Applications, row-lock and metadata-lock waits, each where available and
+        needed, in one statement; a part this login may not read is noted, and skipped
+        from then on (PyMySQL reads a refusal as the whole statement's)."""
+        dialect = self._dialect
+        wanted: list[tuple[str, str]] = []  # (query, what is lost without it)
+        if sources["applications"]:
+            wanted.append((dialect.list_applications, _APPLICATIONS_HINT))
+        else:
+            degraded.append(_APPLICATIONS_HINT)
+        if full:
+            row_locks = f"row-lock blockers not shown: {dialect.lock_waits_hint}"
+            metadata = f"metadata-lock blockers not shown: {dialect.metadata_locks_hint}"
+            if not sources["lock_waits"]:
+                degraded.append(row_locks)
+            elif any(r["trx_state"] == LOCK_WAIT for r in rows):
+                # The lock tables are read only when some transaction waits.
+                wanted.append((dialect.list_lock_waits, row_locks))
+            if not sources["metadata_locks"]:
+                degraded.append(metadata)
+            elif any(is_metadata_lock_wait(r["stage"]) for r in rows):
+                wanted.append((dialect.list_metadata_locks, metadata))
+        for name, lost in wanted:
+            if name in self._denied:
+                degraded.append(lost)
+        names = [name for name, _ in wanted if name not in self._denied]
+        if not names:
+            return []
+        try:
+            return self._rows(union_all(names))
+        except driver_errors().Error as error:
+            if errno_of(error) not in DENIED:
+                raise
+        # Some part is refused: find which, once; the next reads leave it out.
+        found: list[dict[str, Any]] = []
+        for name, lost in wanted:
+            if name not in names:
+                continue
+            part = self._all_or_denied(name)
+            if part is None:
+                self._denied.add(name)
+                degraded.append(lost)
+            else:
+                found.extend(part)
+        return found
 
     def _metadata_lock_waits(
         self,
         rows: list[dict[str, Any]],
-        available: bool,
+        side: list[dict[str, Any]],
         waits: dict[int, set[int]],
         targets: dict[int, str],
-        degraded: list[str],
     ) -> None:
-        what = "metadata-lock blockers not shown"
-        if not available:
-            degraded.append(f"{what}: {self._dialect.metadata_locks_hint}")
-            return
         waiters = {
             int(r["pid"]): (r["db"], r["query"]) for r in rows if is_metadata_lock_wait(r["stage"])
         }
-        if not waiters:
-            return
-        found = self._all_or_denied(self._dialect.list_metadata_locks)
-        if found is None:
-            degraded.append(f"{what}: {self._dialect.metadata_locks_hint}")
-            return
         locks = [
             MetadataLock(
                 pid=int(r["pid"]),
@@ -639,8 +686,11 @@ class MySQLBackend:
                 name=str(r["object_name"]),
                 granted=bool(r["granted"]),
             )
-            for r in found
+            for r in side
+            if r["kind"] == METADATA_LOCK
         ]
+        if not waiters or not locks:
+            return
         for pid, (blockers, target) in metadata_lock_blockers(waiters, locks).items():
             waits.setdefault(pid, set()).update(blockers)
             targets.setdefault(pid, target)

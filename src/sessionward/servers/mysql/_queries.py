@@ -13,6 +13,7 @@ bound values; every other query binds ``%(name)s``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib.resources import files
@@ -66,7 +67,6 @@ class Dialect:
     list_own_sessions: str
     list_lock_waits: str
     list_metadata_locks: str
-    list_superusers: str
     list_applications: str
     probe_sessions: str
     #: Sleeping sessions' idle time in milliseconds; ``None`` where the server has none.
@@ -108,7 +108,6 @@ _QUERY_FIELDS = (
     "list_own_sessions",
     "list_lock_waits",
     "list_metadata_locks",
-    "list_superusers",
     "list_applications",
     "probe_sessions",
     "list_idle_times",
@@ -128,7 +127,6 @@ _QUERY_FIELDS = (
 
 _SHARED = {
     "list_transactions": "list_transactions",
-    "list_superusers": "list_superusers",
     "list_applications": "list_applications",
     "kill_query": "kill_query",
     "kill_connection": "kill_connection",
@@ -241,6 +239,16 @@ def parse_version(version: str, comment: str) -> tuple[Engine, int]:
         raise SessionwardError(f"cannot read the server version {version!r}")
     major, minor, patch = (int(part or 0) for part in match.groups())
     return engine, major * 10000 + minor * 100 + patch
+
+
+def union_all(names: Sequence[str]) -> str:
+    """One statement of the queries ``names``, which share their columns: side reads
+    that cost one round trip together however many a snapshot needs.
+
+    >>> print(union_all(["get_server", "get_server"]).count("UNION ALL"))
+    1
+    """
+    return "\nUNION ALL\n".join(load(name).rstrip() for name in names)
 
 
 def quote_identifier(name: str) -> str:

@@ -84,6 +84,8 @@ class PostgresBackend:
         self._told_hidden = False
         #: Database names found short enough to reach the server whole.
         self._names_in_limit: set[str] = set()
+        #: Statements sent on this connection since ``connect`` handed it over.
+        self._statements = 0
 
     @classmethod
     def connect(
@@ -163,6 +165,12 @@ class PostgresBackend:
     @property
     def server(self) -> ServerInfo:
         return self._server
+
+    @property
+    def statements_sent(self) -> int:
+        """How many statements this connection has sent the server (``top`` shows a
+        refresh's share)."""
+        return self._statements
 
     def snapshot(
         self, pids: Collection[int] | None = None, *, transactions_only: bool = False
@@ -393,6 +401,7 @@ class PostgresBackend:
             lock_timeout_seconds=self._lock_timeout_seconds,
             denied=denied,
         ):
+            self._statements += 1
             self._conn.execute(statement)
 
     def _signal(self, sql: str, pid: int, started_at: str | None, verb: str) -> bool:
@@ -435,6 +444,7 @@ class PostgresBackend:
             lock_timeout_seconds=self._lock_timeout_seconds,
             denied=denied,
         ):
+            self._statements += 1
             return self._conn.execute(sql, params).fetchall()
 
 

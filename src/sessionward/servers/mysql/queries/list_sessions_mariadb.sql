@@ -1,25 +1,63 @@
--- Every session but ours with its InnoDB transaction; ages are seconds against one NOW(6).
+-- One read of the whole process list: the clock and optional sources (kind 'clock'), every
+-- session but ours with its InnoDB transaction (kind 'session'; ages are seconds against one
+-- NOW(6)), and who holds a superuser privilege (kind 'grantee'), in one statement.
 SELECT
-    p.ID AS pid,
-    p.USER AS user,
-    p.HOST AS host,
-    p.DB AS db,
-    p.COMMAND AS command,
-    p.STATE AS stage,
-    p.INFO AS query,
-    -- TIME_MS is the time in the current command: idle time while sleeping, else statement time.
-    p.TIME_MS / 1000 AS state_age,
-    t.trx_state AS trx_state,
+    'clock' AS kind,
+    NULL AS pid,
+    NULL AS user,
+    NULL AS host,
+    NULL AS db,
+    NULL AS command,
+    NULL AS stage,
+    NULL AS query,
+    NULL AS state_age,
+    NULL AS trx_state,
+    NULL AS xact_age,
+    NULL AS wait_age,
+    UTC_TIMESTAMP(6) AS taken_at,
+    -- program_name lives in performance_schema, OFF by default on MariaDB.
+    @@performance_schema AS applications,
+    -- INNODB_LOCK_WAITS is always there (it needs PROCESS).
+    1 AS lock_waits,
+    EXISTS (
+        SELECT 1
+        FROM information_schema.PLUGINS
+        WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'
+    ) AS metadata_locks,
+    NULL AS is_superuser
+UNION ALL
+SELECT
+    'session',
+    p.ID,
+    p.USER,
+    p.HOST,
+    p.DB,
+    p.COMMAND,
+    p.STATE,
+    p.INFO,
+    -- TIME_MS is the time in the current command: idle time while sleeping, else
+    -- statement time.
+    p.TIME_MS / 1000,
+    t.trx_state,
     -- trx_started keeps whole seconds only: take one off so an age is never overstated,
     -- but a sleeping transaction is at least as old as its idle time.
     CASE WHEN t.trx_started IS NOT NULL THEN GREATEST(
         TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000 - 1,
         CASE WHEN p.COMMAND = 'Sleep' THEN p.TIME_MS / 1000 ELSE 0 END
-    ) END AS xact_age,
+    ) END,
     CASE WHEN t.trx_wait_started IS NOT NULL THEN GREATEST(
         TIMESTAMPDIFF(MICROSECOND, t.trx_wait_started, NOW(6)) / 1000000 - 1, 0
-    ) END AS wait_age
+    ) END,
+    NULL, NULL, NULL, NULL, NULL
 FROM information_schema.PROCESSLIST AS p
 LEFT JOIN information_schema.INNODB_TRX AS t ON t.trx_mysql_thread_id = p.ID
 WHERE p.ID <> CONNECTION_ID()
-ORDER BY p.ID
+UNION ALL
+-- Per grantee this login may see, whether it holds SUPER (or MySQL's SYSTEM_USER).
+SELECT
+    'grantee', NULL, GRANTEE, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL,
+    MAX(PRIVILEGE_TYPE IN ('SUPER', 'SYSTEM_USER'))
+FROM information_schema.USER_PRIVILEGES
+GROUP BY GRANTEE
+ORDER BY pid
