@@ -29,8 +29,9 @@ past the server's idle limit, every acquired connection accounted for.
   without a ``reset``, asyncpg's default ``Connection.reset()`` runs.
 """
 
+from .core import ConnectionReplaced
 from .integrations._pool_guard import Holder, LeakWarning
-from .integrations.asyncpg._pool import ConnectionReplaced, create_pool, holders, pool_kwargs
+from .integrations.asyncpg._pool import create_pool, holders, pool_kwargs
 
 __all__ = [
     "ConnectionReplaced",

@@ -26,6 +26,7 @@
         ├── TransactionTimeout          transaction_timeout (25P04)
         ├── ServerShuttingDown          57P02, 57P03, a login while starting or stopping
         ├── ConnectionLost              no reason from the server: class 08, 2006, 2013, 2055
+        │   └── ConnectionReplaced      a pooled connection found dead as it was handed out
         └── PoolerEnded                 PgBouncer closed the client (08P01 and its reason)
             ├── PoolerWaitTimeout       query_wait_timeout
             ├── PoolerIdleTimeout       client_idle_timeout, idle_transaction_timeout
@@ -63,6 +64,7 @@ from .core import (
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
+    ConnectionReplaced,
     DatabaseInUse,
     Deadlock,
     DriverNotInstalled,
@@ -97,6 +99,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionLost",
+    "ConnectionReplaced",
     "DatabaseInUse",
     "Deadlock",
     "DriverNotInstalled",

@@ -10,6 +10,7 @@ from sessionward.core import (
     ConfigurationError,
     ConnectionFailed,
     ConnectionLost,
+    ConnectionReplaced,
     DatabaseInUse,
     Deadlock,
     DriverNotInstalled,
@@ -61,6 +62,7 @@ ERRORS = [
     TransactionTimeout,
     ServerShuttingDown,
     ConnectionLost,
+    ConnectionReplaced,
     PoolerEnded,
     PoolerIdleTimeout,
     PoolerKilled,
@@ -116,6 +118,7 @@ def test_errors_pickle_with_their_message(cls):
         (TransactionTimeout, SessionEnded),
         (ServerShuttingDown, SessionEnded),
         (ConnectionLost, SessionEnded),
+        (ConnectionReplaced, ConnectionLost),
     ],
 )
 def test_tree(cls, parent):

@@ -72,6 +72,7 @@ CORE_ALL = [
     "ConfigurationError",
     "ConnectionFailed",
     "ConnectionLost",
+    "ConnectionReplaced",
     "DatabaseInUse",
     "Deadlock",
     "Decision",

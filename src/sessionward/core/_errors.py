@@ -229,6 +229,16 @@ class ConnectionLost(SessionEnded):
     transaction_retry_safe = False
 
 
+class ConnectionReplaced(ConnectionLost):
+    """A pooled connection sessionward found dead, or due for retirement, as it was handed out.
+
+    Raised in asyncpg's pool ``setup`` hook, the one way to make asyncpg close a
+    connection there.  ``sessionward.asyncpg.create_pool``'s pool then acquires
+    another, so only a pool made with ``asyncpg.create_pool(**pool_kwargs())``
+    lets it reach the caller.
+    """
+
+
 class PoolerEnded(SessionEnded):
     """A connection pooler closed the client's connection; the server did not end it.
 

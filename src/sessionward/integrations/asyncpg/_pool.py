@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
-from ...core import ConfigurationError, ConnectionLost, Timeouts
+from ...core import ConfigurationError, ConnectionReplaced, Timeouts
 from .. import _pool_guard, _sockets
 from .._timeouts import load, pg_settings
 
@@ -40,11 +40,6 @@ FACTS_QUERY = "get_pool_facts_postgresql"
 _HOOKS = ("init", "setup", "reset")
 
 Hook = Callable[[Any], Awaitable[None]]
-
-
-class ConnectionReplaced(ConnectionLost):
-    """``setup`` found the pooled connection dead or due for retirement: asyncpg closes
-    it.  ``sessionward.asyncpg.create_pool``'s pool acquires another instead."""
 
 
 class _Hooks:
