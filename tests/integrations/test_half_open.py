@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,8 +28,9 @@ from tests.fix_servers import missing_server
 pytest.importorskip("asyncpg")
 pytest.importorskip("greenlet")
 
-#: A TEST-NET-like private address no real host of the test machine uses.
-ADDRESS = "10.213.0.1"
+#: A private address no real host of the test machine uses, one per test process, so
+#: matrix cells running side by side (``noxfile.py``) never share it.
+ADDRESS = f"10.213.{os.getpid() // 254 % 256}.{os.getpid() % 254 + 1}"
 TCP_USER_TIMEOUT_SECONDS = 2.0
 #: The kernel retransmits on its own schedule, the machine is loaded: generous margin.
 DETECTED_WITHIN_SECONDS = TCP_USER_TIMEOUT_SECONDS + 4.0

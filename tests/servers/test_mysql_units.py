@@ -21,6 +21,7 @@ from sessionward.core import (
     parse_target,
 )
 from sessionward.servers.mysql import MySQLBackend
+from sessionward.servers.mysql._backend import CLOCK, GRANTEE, SESSION
 from sessionward.servers.mysql._errors import connect_error, translate
 from sessionward.servers.mysql._queries import (
     GET_SERVER,
@@ -281,3 +282,78 @@ def test_missing_driver_names_the_extra(monkeypatch):
 def test_statement_timeout_must_be_positive():
     with pytest.raises(ConfigurationError, match="must be positive"):
         MySQLBackend.connect(TARGET, statement_timeout_seconds=0)
+
+
+#: The whole read's files: one statement, ``UNION ALL`` of its ``kind`` branches.
+WHOLE_READS = (
+    "list_sessions_mariadb",
+    "list_sessions_mysql",
+    "list_own_sessions_mariadb",
+    "list_own_sessions_mysql",
+)
+
+
+def _top_level_split(text, separator):
+    """``text`` cut at ``separator`` outside brackets, quotes and ``--`` comments."""
+    text = re.sub(r"--[^\n]*", "", text)
+    parts, depth, start, quoted = [], 0, 0, None
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quoted:
+            quoted = None if char == quoted else quoted
+        elif char in "'\"`":
+            quoted = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif depth == 0 and text.startswith(separator, index):
+            parts.append(text[start:index])
+            start = index = index + len(separator)
+            continue
+        index += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _branches(name):
+    """Per ``UNION ALL`` branch of a whole read: its select list, item by item."""
+    branches = []
+    for branch in _top_level_split(load(name), "UNION ALL"):
+        select = re.search(r"SELECT\s(.*?)\sFROM\s", branch + " FROM ", re.S)
+        assert select, f"{name}: a branch without SELECT"
+        # The clock branch has a FROM inside an EXISTS: cut at the first top-level one.
+        body = _top_level_split(branch.split("SELECT", 1)[1], "\nFROM ")[0]
+        branches.append([item.strip() for item in _top_level_split(body, ",")])
+    return branches
+
+
+def _alias(item):
+    match = re.search(r"\sAS\s+(\w+)$", item, re.S)
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize("name", WHOLE_READS)
+def test_whole_read_branches_have_one_shape(name):
+    """Each branch of a whole read lines up with the clock branch's named columns,
+    and its ``kind`` is one the reader knows: a column added to one branch only, or
+    to one file of the four, would shift every value after it."""
+    clock, *others = _branches(name)
+    columns = [_alias(item) for item in clock]
+    assert None not in columns, f"{name}: every column of the first branch is named"
+    assert columns[0] == "kind"
+    assert clock[0] == f"'{CLOCK}' AS kind"
+    for branch in others:
+        assert len(branch) == len(columns), f"{name}: {branch[0]} has {len(branch)} columns"
+        assert branch[0] in (f"'{SESSION}'", f"'{GRANTEE}'")
+
+
+def test_whole_reads_agree_on_columns():
+    """The four whole reads (MariaDB and MySQL, all sessions or one's own) name the same
+    columns in the same order, the ones the row reader takes."""
+    shapes = {name: [_alias(item) for item in _branches(name)[0]] for name in WHOLE_READS}
+    first = shapes[WHOLE_READS[0]]
+    assert all(shape == first for shape in shapes.values()), shapes
+    assert {"pid", "user", "host", "db", "command", "stage", "query", "state_age"} <= set(first)
+    assert {"trx_state", "xact_age", "wait_age", "taken_at", "is_superuser"} <= set(first)
