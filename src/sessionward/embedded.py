@@ -96,7 +96,7 @@ class EmbeddedPostgres:
                 self._run(
                     bin_dir / "initdb",
                     "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
-                    "--encoding=UTF8", "--no-sync", "--no-instructions",
+                    "--encoding=UTF8", "--no-sync",
                     run_as=run_as,
                 )  # fmt: skip
             else:

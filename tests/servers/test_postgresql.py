@@ -854,7 +854,9 @@ def password_server() -> Iterator[Server]:
             "host all all 127.0.0.1/32 scram-sha-256\n"
         )
     os.chmod(hba, 0o644)
-    server = EmbeddedPostgres(max_connections=20, settings={"hba_file": hba})
+    # scram-sha-256 is the default only from PostgreSQL 14; 13 stores md5 otherwise.
+    settings = {"hba_file": hba, "password_encryption": "scram-sha-256"}
+    server = EmbeddedPostgres(max_connections=20, settings=settings)
     try:
         server.start()
     except SessionwardError as error:
