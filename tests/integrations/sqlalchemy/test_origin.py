@@ -583,6 +583,55 @@ def test_an_async_engine_names_the_task_and_its_line(
     )
 
 
+def test_an_async_engines_own_do_execute_listeners_still_run(
+    request: pytest.FixtureRequest, sqla_databases: _Databases
+) -> None:
+    """Async engines are tagged in the dialect's ``do_execute``, which runs the statement:
+    an application's ``do_execute`` listeners added after ``harden()`` still run, in
+    order, with the tagged statement, and one that runs the statement itself wins."""
+    pytest.importorskip("asyncpg")
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if not os.environ.get(PG_ENV):
+        missing_server(f"no PostgreSQL: set {PG_ENV}")
+    server = _pg_server(request, "env")
+    url = server.url_for(sqla_databases.on(server)).split("://", 1)[1]
+    engine = harden(create_async_engine(f"postgresql+asyncpg://{url}"), origin="billing")
+    watched: list[str] = []
+    ran_itself: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "do_execute")
+    def watch(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        watched.append(statement)
+        return False
+
+    @event.listens_for(engine.sync_engine, "do_execute")
+    def run_itself(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        if not statement.startswith("SELECT 41 "):
+            return False
+        ran_itself.append(statement)
+        cursor.execute("SELECT 42 " + statement.removeprefix("SELECT 41 "), parameters)
+        return True
+
+    async def run() -> tuple[int, int]:
+        try:
+            async with engine.connect() as connection:
+                plain = (await connection.execute(text("SELECT :x + 1"), {"x": 1})).scalar_one()
+                swapped = (await connection.execute(text("SELECT 41"))).scalar_one()
+                return int(plain), int(swapped)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == (2, 42)
+    assert len(watched) >= 2
+    assert len(ran_itself) == 1
+    for statement in (*watched[-2:], *ran_itself):
+        origin = parse_origin(None, statement)
+        assert origin is not None
+        assert origin.service == "billing"
+
+
 def test_without_leak_tracking_the_line_is_still_named(pg_lab: Lab) -> None:
     engine = harden(pg_lab.engine(), track_leaks=False)
     with engine.connect() as connection:

@@ -66,7 +66,7 @@ from ...core import ConcurrentUse, ConfigurationError, Timeouts
 from .. import _origin as _origin_names
 from . import _async_timeouts, _cancel, _failover, _liveness
 from ._origin import EngineOrigin
-from ._tasks import current_task_name, task_stack
+from ._tasks import task_names, task_stack
 from ._timeouts import apply_timeouts
 
 if TYPE_CHECKING:
@@ -193,6 +193,7 @@ class _Slot:
 
     __slots__ = (
         "__weakref__",
+        "closed",
         "connected_at",
         "held",
         "look",
@@ -212,6 +213,7 @@ class _Slot:
         look: Callable[[int], Any],
         retire_after: float,
         ping_after: float,
+        closed: Callable[[], Any],
     ) -> None:
         #: A weak reference to the pool entry (SQLAlchemy's ``ConnectionPoolEntry``).
         self.pool_entry: Callable[[], Any] = weakref.ref(pool_entry)
@@ -219,6 +221,9 @@ class _Slot:
         #: ``look(0)`` is true when the socket has something to read: ``poll`` of a
         #: poll object on it, or ``_ALWAYS`` when its descriptor is unknown.
         self.look = look
+        #: ``closed()`` is true when the driver knows the connection is unusable: the
+        #: engine's ``closed`` check bound to this connection (``_liveness.closed_now``).
+        self.closed = closed
         #: Seconds idle after which the connection is retired; ``math.inf``: never.
         self.retire_after = retire_after
         #: Idle longer than this, the connection is retired or pinged at checkout.
@@ -581,17 +586,18 @@ def _on_connect(state: _State, dbapi_connection: Any, record: Any) -> None:
         _connected(state, dbapi_connection, record, connected_at)
     except _NotTheDriver as error:
         _fall_back(state, f"nothing is read from a new connection: {error}", None)
-        _plain_slot(state, record, connected_at)
+        _plain_slot(state, dbapi_connection, record, connected_at)
     except Exception as error:
         _fall_back(state, "could not read the facts of a new connection", error)
-        _plain_slot(state, record, connected_at)
+        _plain_slot(state, dbapi_connection, record, connected_at)
 
 
-def _plain_slot(state: _State, record: Any, connected_at: float) -> None:
+def _plain_slot(state: _State, dbapi_connection: Any, record: Any, connected_at: float) -> None:
     """A slot for a connection harden() fell back on: pinged at checkout, nothing else."""
     with contextlib.suppress(Exception):  # the checkout adopts it otherwise
         record.info.pop(_FD, None)
-        slot = record.info[_SLOT] = _new_slot(state, record, connected_at, math.inf)
+        closed = functools.partial(state.closed, dbapi_connection)
+        slot = record.info[_SLOT] = _new_slot(state, record, connected_at, math.inf, closed)
         slot.plain = True
 
 
@@ -624,7 +630,8 @@ def _connected(state: _State, dbapi_connection: Any, record: Any, connected_at: 
             state.restarted_at = time.monotonic()
     if fd is not None:
         info[_FD] = fd
-    slot = info[_SLOT] = _new_slot(state, record, connected_at, retire)
+    closed = _liveness.closed_now(state.driver, dbapi_connection)
+    slot = info[_SLOT] = _new_slot(state, record, connected_at, retire, closed)
     if _failover.wants_writable(state.driver, dbapi_connection):
         slot.writable_only = True
         slot.look = _failover.writable_look(slot.look, state.driver, dbapi_connection)
@@ -674,14 +681,16 @@ def _fall_back(state: _State, what: str, error: BaseException | None) -> None:
         logger.debug("FallbackWarning raised as an error and dropped", exc_info=True)
 
 
-def _new_slot(state: _State, record: Any, connected_at: float, retire: float) -> _Slot:
+def _new_slot(
+    state: _State, record: Any, connected_at: float, retire: float, closed: Callable[[], Any]
+) -> _Slot:
     if isinstance(state.recycle, (int, float)):
         retire = float(state.recycle)
     fd = record.info.get(_FD)
     auto = state.liveness == "auto"
     look = _liveness.poller(fd).poll if fd is not None and auto else _ALWAYS
     ping_after = state.ping_after_idle_seconds if auto else math.inf
-    slot = _Slot(record, connected_at, look, retire, ping_after)
+    slot = _Slot(record, connected_at, look, retire, ping_after, closed)
     key, slots = id(slot), state.slots
     slots[key] = weakref.ref(slot, lambda _: slots.pop(key, None))
     return slot
@@ -694,7 +703,12 @@ def _adopt(state: _State, dbapi_connection: Any, record: Any) -> _Slot:
     fd = _liveness.descriptor(state.driver, dbapi_connection) if ours else None
     if fd is not None:
         info[_FD] = fd
-    slot = info[_SLOT] = _new_slot(state, record, 0.0, math.inf)
+    closed = (
+        _liveness.closed_now(state.driver, dbapi_connection)
+        if ours
+        else functools.partial(state.closed, dbapi_connection)
+    )
+    slot = info[_SLOT] = _new_slot(state, record, 0.0, math.inf, closed)
     slot.plain = not ours
     slot.taken_at = 0.0  # from the pool, long idle
     return slot
@@ -762,7 +776,6 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
     track = state.track_leaks
     stacks = state.capture_stacks
     looks = state.liveness != "off"
-    closed = state.closed
     origin = state.origin
     in_tasks = state.driver in _liveness.ASYNC_DRIVERS
 
@@ -781,7 +794,7 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
             if taken_at is not None and (  # from the pool, not just connected
                 now - taken_at > slot.quiet_limit
                 or slot.connected_at < state.restarted_at
-                or (looks and (slot.look(0) or closed(dbapi_connection)))
+                or (looks and (slot.look(0) or slot.closed()))
             ):
                 _inspect(state, dbapi_connection, slot, now - taken_at)
             if not track and origin is None:
@@ -797,8 +810,10 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
                     code, lasti = _taken_at()
             except ValueError:  # a shorter stack this time
                 code, lasti = _taken_at()
+            # Under an AsyncEngine: the task's names, for holders() and the comment, at once.
+            task, holder = task_names() if in_tasks else (None, None)
             if origin is not None:  # never raises: it falls back on its own
-                origin.tag(dbapi_connection, record.info, code, lasti)
+                origin.tag(dbapi_connection, record.info, code, lasti, holder)
                 if not track:
                     return
             slot.held = (
@@ -810,7 +825,7 @@ def _checkout_listener(state: _State) -> Callable[..., None]:
                 (task_stack() if in_tasks else "".join(traceback.format_stack()))
                 if stacks
                 else None,
-                current_task_name() if in_tasks else None,
+                task,
             )
             if now >= state.next_scan:
                 _scan(state, now)
@@ -961,31 +976,65 @@ _internal_code: dict[int, tuple[Any, bool]] = {}
 #: is nearer, through a shorter path, the farther one is named: still the
 #: application's code.)
 _site: tuple[int, Any] = (0, None)
+#: The same under an AsyncEngine, where the application's coroutine waits in the parent
+#: of SQLAlchemy's greenlet: found there last time, after every frame of the greenlet
+#: was SQLAlchemy's or ours; how deep the greenlet's stack was (from the checkout
+#: listener) and the code of its first frame (SQLAlchemy's function the greenlet runs),
+#: then how many frames above the waiting one the application's was, and its code (and
+#: ``greenlet.getcurrent``).  The same first code at the same depth is taken for the same
+#: path through SQLAlchemy, so the greenlet's frames are not judged again.
+_task_site: tuple[int, Any, int, Any, Any] = (0, None, 0, None, None)
 
 
 def _taken_at() -> tuple[Any, int]:
     """The first frame below the checkout listener outside SQLAlchemy and sessionward:
     who asked for the connection, as its code and instruction offset."""
-    global _site
-    frame: Any = _getframe(2)  # the listener's caller
+    global _site, _task_site
+    greenlet_depth, first_code, up, code, getcurrent = _task_site
+    if code is not None:  # the path found last time under an AsyncEngine, if it is again
+        try:
+            first = _getframe(greenlet_depth + 1)
+        except ValueError:  # a shorter stack: another path
+            first = None
+        if first is not None and first.f_code is first_code and first.f_back is None:
+            parent = getcurrent().parent  # _waiting_frame(), inlined
+            frame = parent.gr_frame if parent is not None else None
+            while up and frame is not None:
+                frame = frame.f_back
+                up -= 1
+            if frame is not None and frame.f_code is code:
+                return code, frame.f_lasti
+    frame = _getframe(2)  # the listener's caller
     depth = 1
+    first, first_depth = None, 0
     while frame is not None:
         if not _is_internal(frame):
             _site = (depth, frame.f_code)
             return frame.f_code, frame.f_lasti
+        first, first_depth = frame, depth
         frame = frame.f_back
         depth += 1
     # Under an AsyncEngine the checkout runs in a greenlet SQLAlchemy spawned: the
-    # application's coroutine waits in the greenlet that spawned it (``gr_frame`` is
-    # greenlet's public view of where it waits).  Not kept in ``_site``: another stack.
-    greenlet = sys.modules.get("greenlet")
-    parent = greenlet.getcurrent().parent if greenlet is not None else None
-    frame = parent.gr_frame if parent is not None else None
+    # application's coroutine waits in the greenlet that spawned it.
+    frame = _waiting_frame()
+    up = 0
     while frame is not None:
         if not _is_internal(frame):
+            if first is not None:
+                getcurrent = sys.modules["greenlet"].getcurrent  # found a frame: imported
+                _task_site = (first_depth, first.f_code, up, frame.f_code, getcurrent)
             return frame.f_code, frame.f_lasti
         frame = frame.f_back
+        up += 1
     return None, -1
+
+
+def _waiting_frame() -> Any:
+    """Where the parent of the current greenlet waits (``gr_frame``, greenlet's public
+    view of it): under an AsyncEngine, the application's coroutine; else None."""
+    greenlet = sys.modules.get("greenlet")
+    parent = greenlet.getcurrent().parent if greenlet is not None else None
+    return parent.gr_frame if parent is not None else None
 
 
 def _is_internal(frame: Any) -> bool:

@@ -130,6 +130,23 @@ def closed_check(driver: str) -> Callable[[Any], Any]:
     return lambda connection: False
 
 
+def closed_now(driver: str, dbapi_connection: Any) -> Callable[[], Any]:
+    """``closed_check(driver)`` bound to one connection of the driver's own: what can be
+    found once (the driver's connection behind SQLAlchemy's async adapter, psycopg's
+    ``pgconn``) is found here, so a checkout calls no Python function of ours.
+
+    Only for a connection ``is_driver_connection`` accepted: it is asked for its parts now.
+    """
+    if driver == "asyncpg":
+        return driver_connection(dbapi_connection).is_closed  # type: ignore[no-any-return]
+    if driver in ("psycopg", "psycopg_async"):
+        # The connection keeps its PGconn for life; its status is what ``closed`` reads.
+        return functools.partial(getattr, driver_connection(dbapi_connection).pgconn, "status")
+    if driver in ("psycopg2", "aiomysql"):
+        return functools.partial(getattr, driver_connection(dbapi_connection), "closed")
+    return functools.partial(closed_check(driver), dbapi_connection)
+
+
 #: What a server that resolves client names calls ``localhost``.
 _LOOPBACK = ("127.0.0.1", "::1")
 #: Where this process's open descriptors are listed (Linux, then macOS and the BSDs).

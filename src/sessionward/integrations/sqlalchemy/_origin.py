@@ -27,8 +27,15 @@ only when nothing follows its ``VALUES``); the statements it runs row by row are
 tagged.
 
 Async drivers run through SQLAlchemy's own adapters, so there the comment is added
-in ``before_cursor_execute`` (``retval=True``), with ``%`` doubled as SQLAlchemy
-does for its own text under the ``format`` and ``pyformat`` paramstyles.
+one step above the driver, in the dialect's ``do_execute`` events (and
+``do_execute_no_params``, ``do_executemany``): the listener hands the tagged statement
+to the dialect's own ``do_execute`` and reports it done, with ``%`` doubled as
+SQLAlchemy does for its own text under the ``format`` and ``pyformat`` paramstyles.
+As with the sync drivers, SQLAlchemy's connection events and ``echo`` see the
+statements as before.  Not ``before_cursor_execute``: any connection event makes
+SQLAlchemy dispatch all of them (``begin``, ``before_execute``, ``commit``, ...) on
+every transaction, through listener collections joined anew for each ``Connection``,
+which cost more than the tagging itself.
 """
 
 from __future__ import annotations
@@ -91,13 +98,20 @@ class EngineOrigin:
         self.warning = warning
         self.failed = False
         self.in_driver = driver in _CURSOR_CLASS
+        #: The engine's dialect, whose own ``do_execute`` runs a tagged statement.
+        self.dialect: Any = None
 
     def install(self, engine: Engine) -> None:
         event.listen(engine, "do_connect", self.on_connect)
         if self.in_driver:
             event.listen(engine, "connect", self.on_new_connection)  # a pool event
-        else:
-            event.listen(engine, "before_cursor_execute", self.on_statement, retval=True)
+            return
+        # Dialect events: the dialect is the engine's own (and its OptionEngines').
+        self.dialect = engine.dialect
+        event.listen(engine, "do_execute", self.on_execute)
+        event.listen(engine, "do_execute_no_params", self.on_execute_no_params)
+        if not self.skip_many:
+            event.listen(engine, "do_executemany", self.on_executemany)
 
     # ----------------------------------------------------------------- connect
 
@@ -146,10 +160,20 @@ class EngineOrigin:
 
     # ----------------------------------------------------------------- checkout
 
-    def tag(self, dbapi_connection: Any, info: dict[str, Any], code: Any, lasti: int) -> None:
-        """Keep the comment for this checkout's holder and code line: one dict lookup."""
+    def tag(
+        self,
+        dbapi_connection: Any,
+        info: dict[str, Any],
+        code: Any,
+        lasti: int,
+        holder: str | None = None,
+    ) -> None:
+        """Keep the comment for this checkout's holder and code line: one dict lookup.
+
+        ``holder``: the holder as ``self.holder()`` gives it, when the caller has it.
+        """
         try:
-            key = (id(code), lasti, self.holder())
+            key = (id(code), lasti, self.holder() if holder is None else holder)
             comment = self.tagger.cached(key)
             if comment is None:
                 comment = self.tagger.remember(key, key[2], self._code_line(code, lasti), code)
@@ -185,6 +209,8 @@ class EngineOrigin:
         context: Any,
         executemany: bool,
     ) -> tuple[str, Any]:
+        """The same as a ``before_cursor_execute`` listener (``retval=True``); ``install``
+        uses the dialect's events instead (see the module's docstring)."""
         try:
             comment = conn.info.get(COMMENT_KEY)
             if comment is None or (executemany and self.skip_many):
@@ -199,6 +225,74 @@ class EngineOrigin:
         except Exception as error:
             self.fail("tagging a statement failed", error)
             return statement, parameters
+
+    def on_execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        """``do_execute``: run the statement tagged through the dialect's own ``do_execute``;
+        False (SQLAlchemy runs it as it is) when there is nothing to add."""
+        try:
+            try:  # _comment(context), inlined: this runs for every statement
+                comment = context.root_connection.connection.info.get(COMMENT_KEY)
+            except NotImplementedError:  # the dialect's first-connect queries
+                return False
+            # An insertmanyvalues batch comes here: an executemany, as before_cursor_execute
+            # was told, left alone where the driver batches an INSERT itself.
+            if comment is None or (self.skip_many and context.executemany):
+                return False
+            # SQLAlchemy hands the driver parameters here (do_execute_no_params: none).
+            tagged = _origin.tagged(statement, comment, self.percent and parameters is not None)
+        except Exception as error:
+            self.fail("tagging a statement failed", error)
+            return False
+        # Outside the try: the statement's own errors go to SQLAlchemy as they would.
+        for listener in self._after_ours("do_execute", self.on_execute):
+            if listener(cursor, tagged, parameters, context):
+                return True
+        self.dialect.do_execute(cursor, tagged, parameters, context)
+        return True
+
+    def on_execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
+        """``do_execute_no_params`` (no parameters: no ``%`` is read)."""
+        try:
+            comment = _comment(context)
+            if comment is None:
+                return False
+            tagged = _origin.tagged(statement, comment, False)
+        except Exception as error:
+            self.fail("tagging a statement failed", error)
+            return False
+        for listener in self._after_ours("do_execute_no_params", self.on_execute_no_params):
+            if listener(cursor, tagged, context):
+                return True
+        self.dialect.do_execute_no_params(cursor, tagged, context)
+        return True
+
+    def on_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        """``do_executemany`` (not on MariaDB/MySQL drivers, see ``skip_many``)."""
+        try:
+            comment = _comment(context)
+            if comment is None:
+                return False
+            tagged = _origin.tagged(statement, comment, self.percent and parameters is not None)
+        except Exception as error:
+            self.fail("tagging a statement failed", error)
+            return False
+        for listener in self._after_ours("do_executemany", self.on_executemany):
+            if listener(cursor, tagged, parameters, context):
+                return True
+        self.dialect.do_executemany(cursor, tagged, parameters, context)
+        return True
+
+    def _after_ours(self, name: str, ours: Any) -> list[Any]:
+        """The application's ``name`` listeners added after ours.  SQLAlchemy stops at
+        the first that returns True, and ours does (it ran the statement): so ours
+        calls them first, with the tagged statement, as SQLAlchemy would have."""
+        listeners = list(getattr(self.dialect.dispatch, name))
+        if len(listeners) == 1:
+            return []
+        for index, listener in enumerate(listeners):
+            if listener == ours:
+                return listeners[index + 1 :]
+        return []
 
     # ----------------------------------------------------------------- failing open
 
@@ -217,3 +311,11 @@ class EngineOrigin:
             warnings.warn(message, self.warning, stacklevel=2)
         except Exception:  # warnings turned into errors must not break a statement
             logger.debug("origin warning raised as an error and dropped", exc_info=True)
+
+
+def _comment(context: Any) -> Any:
+    """The comment of the checkout a statement runs on, if any."""
+    try:
+        return context.root_connection.connection.info.get(COMMENT_KEY)
+    except NotImplementedError:  # the dialect's first-connect queries: not a checkout
+        return None
