@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -405,6 +406,12 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_superuser: the test creates roles")
+    # A shell without job control starts a background command (`.ci/run &`, a CI
+    # runner's step) with SIGINT ignored, and an ignored signal stays ignored in every
+    # child: the command-line tests that press Ctrl-C would wait forever.  A handled
+    # signal is reset to its default in a child, as a terminal user's is.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -215,8 +215,14 @@ class _Prompted:
                 self.out += chunk
 
     def finish(self) -> CliResult:
-        out, err = self.child.communicate(timeout=30)
-        os.close(self.master)
+        try:
+            out, err = self.child.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.child.kill()  # a child left at its question would hold its sessions
+            self.child.communicate()
+            raise
+        finally:
+            os.close(self.master)
         return CliResult(self.child.returncode, (self.out + out).decode(), err.decode())
 
 
